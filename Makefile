@@ -1,0 +1,71 @@
+# celeryops.stack: the two commands are `make lab` and `make test`; everything else is what they call.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+PYTHON    ?= python3
+BIN       := $(VENV)/bin
+RELEASES  ?= bookworm trixie
+LAB_RELEASE ?= bookworm
+TIMED     := lab/timed.sh
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: help venv collection-link images lab lab-up lab-converge lab-info lab-destroy \
+        test lint yamllint ansible-lint ruff unit sanity molecule bench clean
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements-dev.txt
+	@$(TIMED) venv bash -c '$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip && $(BIN)/pip install -q -r requirements-dev.txt'
+	@touch $@
+
+venv: $(BIN)/.installed collection-link ## Create the virtualenv with the pinned tools.
+
+collection-link: ## Make the checkout resolvable as celeryops.stack (git-ignored link).
+	@mkdir -p collections/ansible_collections/celeryops
+	@ln -sfn ../../.. collections/ansible_collections/celeryops/stack
+
+images: ## Build the lab's Debian images (only those missing).
+	@for r in $(RELEASES); do $(TIMED) "image $$r" lab/build-image.sh $$r; done
+
+lab: venv ## Deploy the whole stack on the local 3-host lab and say where it is.
+	@$(TIMED) "lab image" lab/build-image.sh $(LAB_RELEASE)
+	@$(TIMED) "lab containers" lab/up.sh $(LAB_RELEASE)
+	@$(TIMED) "lab converge" ansible-playbook playbooks/site.yml -i inventories/lab
+	@lab/info.sh
+
+lab-destroy: ## Remove the lab's containers and network (credentials stay).
+	@lab/down.sh
+
+test: venv ## The whole suite: lint, unit tests, sanity, molecule on every release, benchmarks.
+	@$(TIMED) "lint" $(MAKE) --no-print-directory lint
+	@$(TIMED) "unit" $(MAKE) --no-print-directory unit
+	@$(TIMED) "sanity" $(MAKE) --no-print-directory sanity
+	@$(TIMED) "molecule" $(MAKE) --no-print-directory molecule
+
+lint: yamllint ansible-lint ruff ## All linters.
+
+yamllint: venv
+	yamllint --strict .
+
+ansible-lint: venv
+	ansible-lint --profile production
+
+ruff: venv
+	ruff check .
+	ruff format --check .
+
+unit: venv ## Unit tests (pytest) of modules and scripts.
+	pytest -q tests/unit tests/preflight
+
+sanity: venv ## ansible-test sanity on a generated ansible_collections/celeryops/stack tree.
+	@lab/sanity.sh
+
+molecule: venv ## Every molecule scenario on every Debian release.
+	@for r in $(RELEASES); do $(TIMED) "molecule $$r" lab/molecule.sh $$r; done
+
+clean: lab-destroy ## Remove the virtualenv and generated files (not credentials, not images).
+	rm -rf $(VENV) collections build .cache

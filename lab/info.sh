@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Say what runs in the lab and where: hosts, published URLs, where the generated credentials are.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+# shellcheck source=lab/lib.sh
+. "$here/lib.sh"
+
+printf '\nThe celeryops lab is running (Debian %s):\n' \
+  "$(docker inspect -f '{{index .Config.Labels "celeryops.release"}}' "$LAB_PREFIX-broker")"
+for host in $LAB_HOSTS; do
+  printf '  %-7s container %-18s address %s\n' "$host" "$LAB_PREFIX-$host" \
+    "$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$LAB_PREFIX-$host")"
+done
+running() { docker exec "$LAB_PREFIX-$1" sh -c "$2" >/dev/null 2>&1; }
+printf '\nServices:\n'
+if running broker 'systemctl is-active --quiet rabbitmq-server'; then
+  printf '  RabbitMQ AMQP        amqp://broker:5672/ (inside the lab network)\n'
+  printf '  RabbitMQ management  http://127.0.0.1:15672/  (user admin)\n'
+else
+  printf '  RabbitMQ             not deployed yet\n'
+fi
+for host in app1 app2; do
+  if running "$host" 'test -S /var/run/supervisor.sock'; then
+    printf '  %s supervisor:\n' "$host"
+    docker exec "$LAB_PREFIX-$host" supervisorctl status 2>/dev/null | sed 's/^/      /' || true
+  fi
+done
+if running app1 'supervisorctl status flower | grep -q RUNNING'; then
+  printf '  Flower               http://127.0.0.1:5555/  (user admin)\n'
+fi
+creds="$top/inventories/lab/credentials"
+printf '\nCredentials (generated, mode 0600, git-ignored): %s\n' "${creds#"$top"/}/"
+if [ -d "$creds" ]; then
+  (cd "$creds" && ls -1 | sed 's/^/  /')
+fi
+printf '\nRemove the lab with: make lab-destroy\n'

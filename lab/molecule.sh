@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Run molecule against the lab image of one Debian release: lab/molecule.sh RELEASE [MOLECULE ARGS...]
+# Without arguments after RELEASE it runs `molecule test --all`. Builds the image first when it is missing.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lab/lib.sh
+. "$here/lib.sh"
+
+release="${1:-}"
+[ -n "$release" ] || die "usage: $0 RELEASE [molecule args] (RELEASE is one of: $LAB_RELEASES)"
+check_release "$release"
+shift
+"$here/build-image.sh" "$release"
+export LAB_RELEASE="$release"
+CELERYOPS_LAB_IMAGE=$(lab_image "$release")
+export CELERYOPS_LAB_IMAGE
+if [ $# -eq 0 ]; then
+  set -- test --all
+fi
+exec molecule "$@"
