@@ -1,0 +1,1 @@
+../plugins/modules/celery_worker.py

@@ -1,0 +1,409 @@
+#!/usr/bin/python
+# Copyright (c) celeryops.stack contributors
+# MIT License (see LICENSE)
+# SPDX-License-Identifier: MIT
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: celery_worker
+short_description: Warm start, stop and restart of supervisor-managed Celery workers
+version_added: 0.1.0
+description:
+  - Brings one or more Celery worker programs run by supervisord to C(started), C(stopped) or C(restarted), one
+    program after the other, without losing the tasks they are running.
+  - Talks to supervisord through XML-RPC on its UNIX socket (no C(supervisorctl), no password on a command line)
+    and to the workers through C(celery inspect), run with the wrapper that is the program's C(argv[0]).
+  - A B(warm restart) sends C(SIGTERM) to the worker's main process only (supervisor C(signalProcess)), waits
+    while running tasks finish, lets supervisor's C(autorestart) spawn a new process (or calls C(startProcess) if
+    the program ends up C(EXITED), C(STOPPED) or C(FATAL)), then waits until supervisor reports C(RUNNING) past
+    C(startsecs) with a new pid B(and) the node answers C(celery inspect ping).
+  - A B(warm stop) uses supervisor C(stopProcess), which sends the configured C(stopsignal) (C(TERM)) to the main
+    process and marks the program stopped so that C(autorestart) leaves it down. supervisord itself sends
+    C(SIGKILL) to the process group after the program's C(stopwaitsecs), whatever I(on_timeout) says, so keep
+    C(stopwaitsecs) at least as long as I(timeout) and the tasks' hard time limit.
+  - Every program is validated (name, Celery worker command, node name, C(stopsignal)) before anything is changed.
+  - The module expects the deployment conventions of the C(celeryops.stack) workers role; C(stopsignal=TERM),
+    C(killasgroup=true), no C(stopasgroup), C(autorestart=true), one program per queue whose command is
+    C(<wrapper> [--app=...] worker [--hostname=...] [--queues=...] ...).
+author:
+  - celeryops.stack maintainers (@celeryops)
+attributes:
+  check_mode:
+    description: Can run in C(check_mode) and return changed status prediction without modifying target.
+    support: full
+    details:
+      - Read-only probes run (supervisor state, configuration and C(celery inspect active)); nothing is signalled,
+        started or stopped. The result says what would change.
+  diff_mode:
+    description:
+      - Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
+    support: full
+    details:
+      - Shows the supervisor state and main pid of every selected program before and after.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+options:
+  name:
+    description:
+      - The supervisor program to manage, as supervisor names it in RPC; a standalone program's name
+        (C(celery-customers)), C(group:name), or C(group:*) for every program of a group.
+      - Exactly one of I(name) and I(queue) is required.
+    type: str
+    aliases: [program]
+  queue:
+    description:
+      - Manage every supervisor program whose worker command serves this Celery queue (C(-Q)/C(--queues); a worker
+        without it serves C(celery)). Programs that are not Celery workers are ignored.
+      - Exactly one of I(name) and I(queue) is required.
+    type: str
+  state:
+    description:
+      - C(started) starts a program that is not running; a C(RUNNING) program is left alone (C(changed=false)).
+      - C(stopped) drains and stops a running program and keeps it stopped; a stopped one is left alone.
+      - C(restarted) always does a warm restart (drain, then a new process that answers a ping).
+    type: str
+    required: true
+    choices: [started, stopped, restarted]
+  timeout:
+    description:
+      - Seconds to wait for a worker's running tasks to finish after the warm shutdown began (the drain).
+      - Must be greater than 0.
+    type: int
+    default: 600
+  on_timeout:
+    description:
+      - What to do when the drain takes longer than I(timeout).
+      - C(fail) leaves the worker draining (it takes no new tasks and exits when its tasks are done; supervisor
+        restarts it for C(restarted), or kills it at C(stopwaitsecs) for C(stopped)) and fails the task.
+      - C(cold) sends C(SIGQUIT) to the main process (Celery cold shutdown; running tasks are abandoned and go back
+        to the broker only if they are C(acks_late)).
+      - C(kill) sends C(SIGKILL) to the main process.
+      - After C(cold) or C(kill), the module waits up to I(escalation_timeout) seconds for the process to exit.
+    type: str
+    choices: [fail, cold, kill]
+    default: fail
+  start_timeout:
+    description:
+      - Seconds to wait, after the drain, for supervisor to report C(RUNNING) with a new pid past C(startsecs) and
+        for the node to answer a ping.
+    type: int
+    default: 120
+  escalation_timeout:
+    description:
+      - Seconds to wait for the process to exit after the C(SIGQUIT) or C(SIGKILL) of I(on_timeout).
+    type: int
+    default: 30
+  poll_interval:
+    description:
+      - Seconds between two looks at supervisor while waiting.
+    type: float
+    default: 1.0
+  ping_timeout:
+    description:
+      - The C(--timeout) in seconds given to C(celery inspect ping) and C(celery inspect active).
+    type: float
+    default: 5.0
+  ping_command:
+    description:
+      - The command (a list, run without a shell) that checks that a worker answers, instead of
+        C(<wrapper> [--app=...] inspect ping --destination <node> --timeout <ping_timeout> --json).
+      - Items may contain the placeholders C({wrapper}), C({app}), C({node}), C({timeout}) and C({program}).
+      - The worker counts as answering when the command exits 0 and, if it prints C(celery inspect --json) output,
+        that output has a reply from the node.
+    type: list
+    elements: str
+  inspect_active:
+    description:
+      - Run C(celery inspect active) when the drain begins to report how many tasks were running
+        (RV(programs[].active_tasks)). Best effort; C(null) when the node does not answer.
+    type: bool
+    default: true
+  socket:
+    description:
+      - Path of supervisord's C([unix_http_server]) socket. It is usually mode C(0700) and owned by root, so the
+        task needs C(become=true).
+    type: path
+    default: /var/run/supervisor.sock
+notes:
+  - Supervisor 4.2 does not report C(autorestart) through XML-RPC; the module does not rely on it, it calls
+    C(startProcess) when the program ends up C(EXITED), C(STOPPED) or C(FATAL) after the drain. For a program in
+    C(BACKOFF) it waits, since supervisor is already retrying, and starts it once if it becomes C(FATAL).
+  - C(SIGTERM), C(SIGQUIT) and C(SIGKILL) sent by this module reach the worker's main process only. With the
+    C(prefork) pool, Celery's main process takes its pool children down on C(TERM) and C(QUIT); after a C(SIGKILL)
+    of the main process, orphaned pool children are only killed by supervisor's C(killasgroup) on a later stop.
+  - Celery 5 wants C(--app) before the C(worker) subcommand; the probes always put the app, broker, loader, config
+    and workdir options found anywhere in the command before C(inspect).
+  - The node name is expanded like Celery does (C(%h), C(%n), C(%d); C(celery@) is prepended to a name without C(@))
+    with the managed host's name. When that does not match the workers, set I(ping_command).
+  - The probes are bounded with coreutils C(timeout) when it is installed, so a dead broker cannot hang the task.
+requirements:
+  - supervisord 4.x with a C([unix_http_server]) socket and its C([rpcinterface:supervisor]) section.
+  - Celery 5.x on the managed host (its C(inspect ... --json) output).
+seealso:
+  - name: Celery workers guide, stopping the worker
+    description: Warm and cold shutdown of a Celery worker.
+    link: https://docs.celeryq.dev/en/stable/userguide/workers.html#stopping-the-worker
+  - name: Supervisor XML-RPC API
+    description: The RPCs this module uses.
+    link: https://supervisord.org/api.html
+  - module: community.general.supervisorctl
+"""
+
+EXAMPLES = r"""
+- name: Warm-restart the customers worker (wait up to 10 minutes for running tasks)
+  celeryops.stack.celery_worker:
+    name: celery-customers
+    state: restarted
+  become: true
+
+- name: Restart every worker that serves the invoices queue, cold shutdown after 5 minutes of draining
+  celeryops.stack.celery_worker:
+    queue: invoices
+    state: restarted
+    timeout: 300
+    on_timeout: cold
+  become: true
+
+- name: Restart all programs of the supervisor group celery-batch
+  celeryops.stack.celery_worker:
+    name: "celery-batch:*"
+    state: restarted
+    start_timeout: 180
+  become: true
+
+- name: Stop the reports worker and keep it stopped
+  celeryops.stack.celery_worker:
+    name: celery-reports
+    state: stopped
+    timeout: 900
+    on_timeout: kill
+  become: true
+
+- name: Make sure the customers worker runs
+  celeryops.stack.celery_worker:
+    name: celery-customers
+    state: started
+  become: true
+
+- name: Restart a worker and check it with a site-specific health check instead of celery inspect ping
+  celeryops.stack.celery_worker:
+    name: celery-customers
+    state: restarted
+    ping_command:
+      - /opt/celery/bin/celery-health
+      - "--node={node}"
+      - "--timeout={timeout}"
+  become: true
+
+- name: Warm-restart the customers worker and keep the result
+  celeryops.stack.celery_worker:
+    name: celery-customers
+    state: restarted
+  become: true
+  register: __celery_worker_restart
+
+- name: Report the drain
+  ansible.builtin.debug:
+    msg: >-
+      {{ item.name }}: {{ item.active_tasks }} task(s) drained in {{ item.drain_seconds }} s,
+      pid {{ item.pid_before }} -> {{ item.pid_after }}
+  loop: "{{ __celery_worker_restart.programs }}"
+"""
+
+RETURN = r"""
+changed:
+  description: Whether any program was (or, in check mode, would be) signalled, started or stopped.
+  returned: always
+  type: bool
+  sample: true
+total_seconds:
+  description: Seconds the whole task took.
+  returned: always
+  type: float
+  sample: 42.3
+programs:
+  description:
+    - One entry per selected program, in supervisor's order. On failure, the entries of the programs handled so
+      far, the failing one last.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: celery-customers
+      node: celery@customers.app1
+      queues: [customers]
+      action: restart
+      pid_before: 4242
+      pid_after: 4317
+      state_before: RUNNING
+      state_after: RUNNING
+      active_tasks: 3
+      drain_seconds: 17.2
+      shutdown: warm
+      total_seconds: 24.9
+      changed: true
+      check_mode: false
+  contains:
+    name:
+      description: The program's supervisor name (C(name) or C(group:name)).
+      returned: always
+      type: str
+      sample: celery-customers
+    node:
+      description: The Celery node name of the worker, expanded from its C(--hostname).
+      returned: always
+      type: str
+      sample: celery@customers.app1
+    queues:
+      description: The queues the worker serves (C(-Q)/C(--queues); C(celery) when absent).
+      returned: always
+      type: list
+      elements: str
+      sample: [customers]
+    action:
+      description:
+        - What the module did (or would do in check mode). C(none), C(start), C(restart), C(stop), C(wait_up)
+          (supervisor was already starting it), C(wait_down) or C(wait_down_then_start) (someone else was stopping
+          it).
+      returned: always
+      type: str
+      sample: restart
+    pid_before:
+      description: The main pid before, or C(null) when it was not running.
+      returned: always
+      type: int
+      sample: 4242
+    pid_after:
+      description:
+        - The main pid after, or C(null) when stopped. In check mode, C(null) where a new process would be spawned.
+      returned: always
+      type: int
+      sample: 4317
+    state_before:
+      description: The supervisor state before (C(RUNNING), C(STOPPED), C(EXITED), C(FATAL), C(BACKOFF), ...).
+      returned: always
+      type: str
+      sample: RUNNING
+    state_after:
+      description: The supervisor state after (predicted in check mode).
+      returned: always
+      type: str
+      sample: RUNNING
+    active_tasks:
+      description:
+        - How many tasks the worker was executing when the drain began, from C(celery inspect active); C(null) when
+          there was no drain, I(inspect_active=false), or the node did not answer.
+      returned: always
+      type: int
+      sample: 3
+    drain_seconds:
+      description: Seconds from the warm shutdown signal until the old process was gone; C(null) without a drain.
+      returned: always
+      type: float
+      sample: 17.2
+    shutdown:
+      description:
+        - How the old process was shut down; C(warm) (C(TERM)), C(cold) (C(QUIT) after I(timeout)), C(kill)
+          (C(KILL) after I(timeout)), or C(null) when it was not shut down.
+      returned: always
+      type: str
+      sample: warm
+    total_seconds:
+      description: Seconds spent on this program (drain, restart and ping).
+      returned: always
+      type: float
+      sample: 24.9
+    changed:
+      description: Whether this program was (or would be) signalled, started or stopped.
+      returned: always
+      type: bool
+      sample: true
+    check_mode:
+      description: Whether the values after are predictions of check mode.
+      returned: always
+      type: bool
+      sample: false
+diff:
+  description: Supervisor state and main pid of every program, before and after.
+  returned: when diff mode is enabled
+  type: dict
+  sample:
+    before:
+      celery-customers: {state: RUNNING, pid: 4242}
+    after:
+      celery-customers: {state: RUNNING, pid: 4317}
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+from ansible_collections.celeryops.stack.plugins.module_utils.celery_supervisor import (  # noqa: E402
+    DEFAULT_SOCKET,
+    CeleryProbe,
+    CeleryWorkerError,
+    SupervisorClient,
+    WorkerController,
+    validate_params,
+)
+
+
+def argument_spec():
+    return dict(
+        name=dict(type="str", aliases=["program"]),
+        queue=dict(type="str"),
+        state=dict(type="str", required=True, choices=["started", "stopped", "restarted"]),
+        timeout=dict(type="int", default=600),
+        on_timeout=dict(type="str", default="fail", choices=["fail", "cold", "kill"]),
+        start_timeout=dict(type="int", default=120),
+        escalation_timeout=dict(type="int", default=30),
+        poll_interval=dict(type="float", default=1.0),
+        ping_timeout=dict(type="float", default=5.0),
+        ping_command=dict(type="list", elements="str"),
+        inspect_active=dict(type="bool", default=True),
+        socket=dict(type="path", default=DEFAULT_SOCKET),
+    )
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[("name", "queue")],
+        required_one_of=[("name", "queue")],
+        supports_check_mode=True,
+    )
+    errors = validate_params(module.params)
+    if errors:
+        module.fail_json(msg="; ".join(errors), changed=False, programs=[])
+
+    def run_command(argv):
+        return module.run_command(argv, check_rc=False)
+
+    probe = CeleryProbe(
+        run_command,
+        ping_timeout=module.params["ping_timeout"],
+        ping_command=module.params["ping_command"],
+        timeout_bin=module.get_bin_path("timeout"),
+    )
+    controller = WorkerController(SupervisorClient(module.params["socket"]), probe, module.params, module.check_mode)
+    try:
+        changed, result = controller.run()
+    except CeleryWorkerError as exc:
+        for warning in controller.warnings:
+            module.warn(warning)
+        module.fail_json(
+            msg=exc.message,
+            changed=any(item["changed"] for item in exc.programs) and not module.check_mode,
+            programs=exc.programs,
+        )
+    for warning in controller.warnings:
+        module.warn(warning)
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
