@@ -1,6 +1,6 @@
 # Copyright (c) celeryops.stack contributors
-# MIT License (see LICENSE)
-# SPDX-License-Identifier: MIT
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 """Warm restarts of supervisor-managed Celery workers.
 

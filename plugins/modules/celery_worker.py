@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # Copyright (c) celeryops.stack contributors
-# MIT License (see LICENSE)
-# SPDX-License-Identifier: MIT
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
