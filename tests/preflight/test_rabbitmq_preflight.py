@@ -1,0 +1,97 @@
+"""Bad input stops celeryops.stack.rabbitmq in its preflight stage, before anything changes.
+
+Each case runs the whole role in check mode against localhost with one bad variable and asserts that the run
+fails, that the failure names the variable, that no task after the preflight stage ran, and that no secret
+was generated. No lab needed.
+"""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+
+import pytest
+
+PROJECT = pathlib.Path(__file__).resolve().parents[2]
+PLAYBOOK = pathlib.Path(__file__).with_name("rabbitmq_preflight.yml")
+# The first task after the preflight stage: if it shows up, preflight let the bad input through.
+FIRST_TASK_AFTER_PREFLIGHT = "Resolve the broker's passwords and Erlang cookie"
+WEAK_SECRET = "weak-Secret-42"
+
+
+def run_role(tmp_path, extra_vars, *options):
+    """Run the role on localhost in check mode with extra_vars (JSON keeps their types)."""
+    credentials = tmp_path / "credentials"
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_LOCALHOST_WARNING="0",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
+        ANSIBLE_CACHE_PLUGIN="memory",
+    )
+    variables = {"rabbitmq_credentials_dir": str(credentials), **extra_vars}
+    proc = subprocess.run(
+        ["ansible-playbook", "--check", "-i", "localhost,", str(PLAYBOOK), "-e", json.dumps(variables), *options],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return proc, credentials
+
+
+BAD_INPUT = {
+    "weak app password": ({"rabbitmq_app_password": WEAK_SECRET}, "rabbitmq_app_password"),
+    "blank admin password": ({"rabbitmq_admin_password": " " * 20}, "rabbitmq_admin_password"),
+    "padded monitoring password": (
+        {"rabbitmq_monitoring_password": " " + "x" * 20},
+        "rabbitmq_monitoring_password",
+    ),
+    "short Erlang cookie": ({"rabbitmq_erlang_cookie": "abc123"}, "rabbitmq_erlang_cookie"),
+    "cookie with symbols": ({"rabbitmq_erlang_cookie": "a" * 25 + "!$"}, "rabbitmq_erlang_cookie"),
+    "vhost with a space": ({"rabbitmq_app_vhost": "my project"}, "rabbitmq_app_vhost"),
+    "vhost slash": ({"rabbitmq_app_vhost": "/"}, "rabbitmq_app_vhost"),
+    "user with a slash": ({"rabbitmq_app_user": "my/project"}, "rabbitmq_app_user"),
+    "admin named guest": ({"rabbitmq_admin_user": "guest"}, "rabbitmq_admin_user"),
+    "empty monitoring user": ({"rabbitmq_monitoring_user": ""}, "rabbitmq_monitoring_user"),
+    "same user twice": ({"rabbitmq_monitoring_user": "admin"}, "rabbitmq_monitoring_user"),
+    "AMQP port too high": ({"rabbitmq_amqp_port": 70000}, "rabbitmq_amqp_port"),
+    "management port zero": ({"rabbitmq_management_port": 0}, "rabbitmq_management_port"),
+    "management port equals AMQP port": ({"rabbitmq_management_port": 5672}, "rabbitmq_management_port"),
+    "watermark above 1": ({"rabbitmq_vm_memory_high_watermark": 1.5}, "rabbitmq_vm_memory_high_watermark"),
+    "watermark zero": ({"rabbitmq_vm_memory_high_watermark": 0}, "rabbitmq_vm_memory_high_watermark"),
+    "unknown plugin": ({"rabbitmq_plugins": ["rabbitmq_management", "rabbitmq_nonsense"]}, "rabbitmq_plugins"),
+    "management plugin missing": ({"rabbitmq_plugins": ["rabbitmq_prometheus"]}, "rabbitmq_plugins"),
+    "disk limit not a size": ({"rabbitmq_disk_free_limit": "lots"}, "rabbitmq_disk_free_limit"),
+    "consumer timeout too short": ({"rabbitmq_consumer_timeout": 1000}, "rabbitmq_consumer_timeout"),
+}
+
+
+@pytest.mark.parametrize(("extra_vars", "variable"), list(BAD_INPUT.values()), ids=list(BAD_INPUT))
+def test_bad_input_stops_in_preflight(tmp_path, extra_vars, variable):
+    proc, credentials = run_role(tmp_path, extra_vars)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert variable in output, output
+    assert FIRST_TASK_AFTER_PREFLIGHT not in output, output
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0 .*failed=1", output), output
+    assert not credentials.exists(), "a secret was generated although preflight failed"
+    assert WEAK_SECRET not in output, "the rejected password was printed"
+
+
+def test_good_input_passes_preflight(tmp_path):
+    proc, credentials = run_role(
+        tmp_path,
+        {"rabbitmq_app_password": "a-long-enough-password-42"},
+        "--tags",
+        "rabbitmq_preflight",
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0 .*failed=0", output), output
+    assert not credentials.exists()
