@@ -12,7 +12,7 @@ TIMED     := lab/timed.sh
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv collection-link images lab lab-up lab-converge lab-info lab-destroy \
+.PHONY: help venv collection-link images lab lab-info lab-destroy \
         test lint yamllint ansible-lint ruff unit sanity molecule bench clean
 
 help: ## List the targets.
@@ -35,6 +35,9 @@ lab: venv ## Deploy the whole stack on the local 3-host lab and say where it is.
 	@$(TIMED) "lab image" lab/build-image.sh $(LAB_RELEASE)
 	@$(TIMED) "lab containers" lab/up.sh $(LAB_RELEASE)
 	@$(TIMED) "lab converge" ansible-playbook playbooks/site.yml -i inventories/lab
+	@lab/info.sh
+
+lab-info: ## Say what runs in the lab and where the credentials are.
 	@lab/info.sh
 
 lab-destroy: ## Remove the lab's containers and network (credentials stay).

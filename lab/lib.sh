@@ -23,7 +23,7 @@ lab_image() {
   if [ -n "${LAB_IMAGE:-}" ]; then
     printf '%s\n' "$LAB_IMAGE"
   else
-    printf '%s-lab:%s\n' "$LAB_PREFIX" "$1"
+    printf 'celeryops-lab:%s\n' "$1"
   fi
 }
 

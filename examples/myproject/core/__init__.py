@@ -1,0 +1,1 @@
+"""The core app: tasks on the default queue."""

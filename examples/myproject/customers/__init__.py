@@ -1,0 +1,1 @@
+"""The customers app: tasks routed to the queue ``customers``."""

@@ -1,0 +1,33 @@
+"""Minimal Django settings: no web server, no database the workers need (sqlite in /tmp if ever used)."""
+
+import os
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
+DEBUG = False
+ALLOWED_HOSTS: list[str] = []
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+INSTALLED_APPS = [
+    "core",
+    "customers",
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DJANGO_SQLITE_PATH", "/tmp/myproject.sqlite3"),  # noqa: S108 - example only
+    }
+}
+
+# Celery settings, read by myproject/celery_config.py with the namespace CELERY.
+# The broker URL (with its password) comes from the environment file the wrapper loads.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "amqp://guest@localhost:5672//")
+# rpc:// sends results back to the caller over the broker: `.get()` works, no extra service is needed.
+CELERY_RESULT_BACKEND = "rpc://"
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = ("myproject.celery_config.route_task",)
+# Acknowledge on receipt (the default): a warm shutdown hands reserved, unstarted messages back to the broker.
+CELERY_TASK_ACKS_LATE = False
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

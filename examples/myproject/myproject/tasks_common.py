@@ -1,0 +1,21 @@
+"""Task bodies shared by the apps (each app registers them under its own explicit names)."""
+
+import os
+import time
+
+from myproject import ledger
+
+
+def add(x, y):
+    return x + y
+
+
+def whoami(task):
+    return {"node": task.request.hostname, "pid": os.getpid()}
+
+
+def sleep(task, seconds):
+    # Under the eventlet and gevent pools time.sleep is monkey-patched, so this yields to other green threads.
+    time.sleep(float(seconds))
+    ledger.record(task.request.id, task.request.hostname)
+    return {"id": task.request.id, "node": task.request.hostname, "slept": float(seconds)}

@@ -1,0 +1,54 @@
+"""Fixtures shared by the stack's tests: the lab's hosts by role, and the controller's credentials.
+
+The same tests run under molecule (inventory from MOLECULE_INVENTORY_FILE) and against a `make lab` lab
+(`pytest --ansible-inventory=inventories/lab molecule/stack/tests`, or LAB_INVENTORY).
+"""
+
+import os
+import pathlib
+
+import pytest
+import testinfra
+
+PROJECT = pathlib.Path(__file__).resolve().parents[3]
+
+
+def _inventory(request):
+    return (
+        os.environ.get("MOLECULE_INVENTORY_FILE")
+        or request.config.getoption("ansible_inventory", None)
+        or os.environ.get("LAB_INVENTORY")
+        or str(PROJECT / "inventories" / "lab")
+    )
+
+
+@pytest.fixture(scope="session")
+def inventory(request):
+    return _inventory(request)
+
+
+@pytest.fixture(scope="session")
+def credentials_dir(inventory):
+    """Where the roles keep generated secrets on the controller: <inventory dir>/credentials."""
+    path = pathlib.Path(inventory)
+    base = path if path.is_dir() else path.parent
+    return base / "credentials"
+
+
+def _get(inventory, name):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
+
+
+@pytest.fixture(scope="session")
+def broker(inventory):
+    return _get(inventory, "broker")
+
+
+@pytest.fixture(scope="session")
+def app1(inventory):
+    return _get(inventory, "app1")
+
+
+@pytest.fixture(scope="session")
+def app2(inventory):
+    return _get(inventory, "app2")

@@ -1,0 +1,321 @@
+"""Graceful, rolling restarts lose no task: playbooks/restart_workers.yml under load, and Flower's way.
+
+A queue served by two hosts shows what a rolling restart is for, so the module first converges an extra worker
+`shared` (queue `shared`, prefork on both app1 and app2) and removes it again at the end. Under about 500 tasks
+in flight, `restart_workers.yml -e queues=shared` restarts `celery-shared` host by host; then every task sent is
+in the completion ledgers exactly once, no worker reports a lost task, both main PIDs changed and the other
+workers were left alone. Flower's shutdown API stops a worker warmly and supervisor brings it back. A restart
+request for a queue nobody serves fails before any worker is touched.
+"""
+
+import base64
+import json
+import os
+import pathlib
+import re
+import subprocess
+import textwrap
+import time
+
+import pytest
+
+PROJECT = pathlib.Path(__file__).resolve().parents[3]
+SITE = PROJECT / "playbooks" / "site.yml"
+RESTART = PROJECT / "playbooks" / "restart_workers.yml"
+
+APP = "myproject.celery_config:app"
+WRAPPER = "/opt/celery/bin/celery-run"
+ENV_FILE = "/etc/celery/worker.env"
+VENV_PYTHON = "/opt/celery/venv/bin/python"
+APP_DIR = "/srv/myproject"
+LEDGER_DIR = "/var/lib/celery/ledger"
+LOG_DIR = "/var/log/celery"
+
+SHARED_QUEUE = "shared"
+SHARED_PROGRAM = "celery-shared"
+SHARED_WORKER = {"name": "shared", "queues": [SHARED_QUEUE], "pool": "prefork", "concurrency": 4, "startsecs": 5}
+SHORT_TASKS = (450, 0.2)  # count, seconds
+LONG_TASKS = (60, 5.0)
+CUSTOMERS_NODE = "celery@customers.app1"
+FLOWER_URL = "http://app1:5555"
+
+# Runs on an app host with the workers' environment: sends tasks to one queue without waiting for results and
+# prints their ids as one JSON list. The plan ([[seconds, count], ...]) arrives as argv[1].
+SEND = """
+import json, sys
+from myproject.celery_config import app
+plan = json.loads(sys.argv[1])
+ids = []
+with app.producer_or_acquire() as producer:
+    for seconds, queue in plan:
+        ids.append(app.send_task("core.sleep", args=(seconds,), queue=queue, producer=producer).id)
+print(json.dumps(ids))
+"""
+
+# Runs on app2: one POST with basic auth, prints status and body. The request arrives on stdin (the shell's
+# builtin printf), so the password lands in no process's argv.
+POST = textwrap.dedent(
+    """
+    import base64, json, sys, urllib.error, urllib.request
+    req = json.loads(sys.stdin.read())
+    request = urllib.request.Request(req["url"], data=b"", method="POST")
+    token = base64.b64encode(req["auth"].encode()).decode()
+    request.add_header("Authorization", "Basic " + token)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, body = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, body = error.code, error.read().decode()
+    print(json.dumps({"status": status, "body": body}))
+    """
+)
+
+
+def ansible_env():
+    return {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+
+
+def playbook_argv(inventory, playbook, *args):
+    return ["ansible-playbook", "-i", str(inventory), str(playbook), *args]
+
+
+def run(argv, timeout=900):
+    return subprocess.run(
+        argv, cwd=PROJECT, env=ansible_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def converge_workers(inventory, extra_vars=None):
+    """Apply the worker list: the role's preflight and service stages are all a new program needs (the code,
+    virtualenv and environment file are in place already), which keeps this test within its time budget."""
+    argv = playbook_argv(inventory, SITE, "--limit", "workers", "--tags", "workers_preflight,workers_service")
+    if extra_vars is not None:
+        argv += ["-e", f"@{extra_vars}"]
+    result = run(argv)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+
+
+def worker_lists(inventory):
+    lists = {}
+    for name in ("app1", "app2"):
+        out = subprocess.run(
+            ["ansible-inventory", "-i", str(inventory), "--host", name],
+            cwd=PROJECT,
+            env=ansible_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        lists[name] = json.loads(out)["workers_celery_workers"]
+    return lists
+
+
+def status_pid(host, program):
+    """The main PID of a RUNNING program, else None."""
+    out = host.run("supervisorctl status %s", program).stdout
+    match = re.search(r"RUNNING\s+pid (\d+)", out)
+    return int(match.group(1)) if match else None
+
+
+def wait_new_pid(host, program, old_pid, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = status_pid(host, program)
+        if pid and pid != old_pid:
+            return pid
+        time.sleep(1)
+    pytest.fail(f"{program} is not RUNNING with a PID other than {old_pid} after {timeout} s")
+
+
+def ping(host, node, timeout=5):
+    cmd = host.run("%s --app=%s inspect ping --destination=%s --timeout=%s --json", WRAPPER, APP, node, str(timeout))
+    return cmd.rc == 0 and node in cmd.stdout and "pong" in cmd.stdout
+
+
+def wait_ping(host, node, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ping(host, node):
+            return
+        time.sleep(2)
+    pytest.fail(f"{node} does not answer a ping after {timeout} s")
+
+
+def send_tasks(host, plan):
+    script = f'set -a; . {ENV_FILE}; set +a; cd {APP_DIR}; exec {VENV_PYTHON} -c "$0" "$1"'
+    cmd = host.run("sh -c %s %s %s", script, SEND, json.dumps(plan))
+    assert cmd.rc == 0, cmd.stderr[-3000:]
+    return json.loads(cmd.stdout.strip().splitlines()[-1])
+
+
+def ledger_ids(host, node):
+    out = host.run("cat %s/%s.jsonl 2>/dev/null || true", LEDGER_DIR, node).stdout
+    return [json.loads(line)["id"] for line in out.splitlines() if line.strip()]
+
+
+def log_size(host, program):
+    out = host.run("stat -c %%s %s/%s.log 2>/dev/null || echo 0", LOG_DIR, program).stdout.strip()
+    return int(out or 0)
+
+
+def log_since(host, program, offset):
+    return host.run("tail -c +%s %s/%s.log", str(offset + 1), LOG_DIR, program).stdout
+
+
+def mixed_plan():
+    """Short and long tasks interleaved, so that long ones are running whenever a drain begins."""
+    short_count, short_seconds = SHORT_TASKS
+    long_count, long_seconds = LONG_TASKS
+    plan = []
+    every = max(1, short_count // long_count)
+    longs = 0
+    for index in range(short_count):
+        if index % every == 0 and longs < long_count:
+            plan.append([long_seconds, SHARED_QUEUE])
+            longs += 1
+        plan.append([short_seconds, SHARED_QUEUE])
+    plan.extend([long_seconds, SHARED_QUEUE] for _ in range(long_count - longs))
+    return plan
+
+
+def summary_rows(stdout):
+    """(host, program, pid, new pid, drained, seconds) rows of the playbook's summary table."""
+    pattern = re.compile(r"\b(app\d)\s+(celery-[\w-]+)\s+(\d+|None)\s+(\d+|None)\s+(\d+|None)\s+([\d.]+)\b")
+    return [match.groups() for match in pattern.finditer(stdout)]
+
+
+@pytest.fixture(scope="module")
+def programs(app1, app2):
+    """The lab's normal programs and their hosts."""
+    return {"app1": (app1, "celery-customers"), "app2": (app2, "celery-default")}
+
+
+def normal_pids(programs):
+    return {name: status_pid(host, program) for name, (host, program) in programs.items()}
+
+
+@pytest.fixture(scope="module")
+def shared_worker(inventory, app1, app2, tmp_path_factory):
+    """Converge the extra worker `shared` on app1 and app2; converge back without it afterwards.
+
+    Yields the extra-vars file that declares it: the restart playbook selects programs from the declared
+    worker lists, so it gets the same file."""
+    lists = worker_lists(inventory)
+    override = tmp_path_factory.mktemp("restart") / "shared.json"
+    override.write_text(
+        json.dumps(
+            {
+                "celeryops_test_workers": {name: workers + [SHARED_WORKER] for name, workers in lists.items()},
+                "workers_celery_workers": "{{ celeryops_test_workers[inventory_hostname] }}",
+            }
+        )
+    )
+    try:
+        converge_workers(inventory, override)
+        for host in (app1, app2):
+            assert status_pid(host, SHARED_PROGRAM), host.run("supervisorctl status").stdout
+            # A fresh ledger per run: every line in it must come from this test.
+            host.run("rm -f %s/celery@shared.*.jsonl", LEDGER_DIR)
+        yield override
+    finally:
+        converge_workers(inventory)
+        for host in (app1, app2):
+            assert "celery-shared" not in host.run("supervisorctl status").stdout
+
+
+def test_unknown_queue_fails_in_the_first_play_and_changes_nothing(inventory, programs):
+    before = normal_pids(programs)
+    result = run(playbook_argv(inventory, RESTART, "-e", "queues=nosuchqueue"), timeout=300)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "queues=nosuchqueue" in output
+    assert "PLAY [Restart the Celery workers gracefully" not in output
+    assert "TASK [Restart the selected workers" not in output
+    assert normal_pids(programs) == before
+
+
+def test_rolling_restart_under_load_loses_no_task(inventory, app1, app2, programs, shared_worker):
+    hosts = {"app1": app1, "app2": app2}
+    nodes = {name: f"celery@{SHARED_QUEUE}.{name}" for name in hosts}
+    pids_before = {name: status_pid(host, SHARED_PROGRAM) for name, host in hosts.items()}
+    others_before = normal_pids(programs)
+    offsets = {name: log_size(host, SHARED_PROGRAM) for name, host in hosts.items()}
+
+    plan = mixed_plan()
+    sent = send_tasks(app1, plan)
+    assert len(sent) == len(plan) >= 500
+    assert len(set(sent)) == len(sent)
+
+    restart = run(
+        playbook_argv(inventory, RESTART, "-e", f"queues={SHARED_QUEUE}", "-e", f"@{shared_worker}"), timeout=900
+    )
+    assert restart.returncode == 0, restart.stdout[-5000:] + restart.stderr[-3000:]
+
+    # Wait until every task is in a ledger, then a little longer so that a late duplicate would show.
+    deadline = time.monotonic() + 150
+    while True:
+        done = [task for name, host in hosts.items() for task in ledger_ids(host, nodes[name])]
+        if len(set(done) & set(sent)) == len(sent) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    time.sleep(3)
+    done = {name: ledger_ids(host, nodes[name]) for name, host in hosts.items()}
+    every = done["app1"] + done["app2"]
+    counts = {}
+    for task in every:
+        counts[task] = counts.get(task, 0) + 1
+    missing = set(sent) - set(counts)
+    duplicated = {task: n for task, n in counts.items() if n > 1}
+    unknown = set(counts) - set(sent)
+    print(
+        f"sent {len(sent)}, completed {len(counts)} "
+        f"(app1 {len(done['app1'])}, app2 {len(done['app2'])}), duplicated {len(duplicated)}, "
+        f"unknown {len(unknown)}, missing {len(missing)}"
+    )
+    assert not missing, f"{len(missing)} of {len(sent)} tasks never completed"
+    assert not duplicated, f"{len(duplicated)} tasks completed more than once"
+    assert not unknown, f"{len(unknown)} ledger entries are not tasks this test sent"
+    assert len(every) == len(sent)
+
+    for name, host in hosts.items():
+        log = log_since(host, SHARED_PROGRAM, offsets[name])
+        assert "WorkerLostError" not in log, f"{name}: a task was lost:\n{log[-3000:]}"
+
+    pids_after = {name: status_pid(host, SHARED_PROGRAM) for name, host in hosts.items()}
+    for name in hosts:
+        assert pids_after[name], (name, pids_after)
+        assert pids_after[name] != pids_before[name], (name, pids_before, pids_after)
+    assert normal_pids(programs) == others_before, "only the workers of queue shared may restart"
+
+    rows = summary_rows(restart.stdout)
+    print("\n".join(" ".join(row) for row in rows))
+    assert {(row[0], row[1]) for row in rows} == {("app1", SHARED_PROGRAM), ("app2", SHARED_PROGRAM)}, restart.stdout
+    for host_name, _program, pid, new_pid, _drained, _seconds in rows:
+        assert int(pid) == pids_before[host_name]
+        assert int(new_pid) == pids_after[host_name]
+    drained = [int(row[4]) for row in rows if row[4] != "None"]
+    assert drained, f"no drain reported its running tasks: {rows}"
+    assert max(drained) > 0, f"no drain had running tasks: {rows}"
+
+
+@pytest.fixture(scope="module")
+def flower_auth(credentials_dir):
+    files = sorted(credentials_dir.glob("flower_*.password"))
+    assert files, f"no flower_<user>.password in {credentials_dir}"
+    user = files[0].name[len("flower_") : -len(".password")]
+    return f"{user}:{files[0].read_text().strip()}"
+
+
+def test_flower_shutdown_brings_the_worker_back(app1, app2, flower_auth):
+    old = status_pid(app1, "celery-customers")
+    assert old
+    payload = json.dumps({"url": f"{FLOWER_URL}/api/worker/shutdown/{CUSTOMERS_NODE}", "auth": flower_auth})
+    script = base64.b64encode(POST.encode()).decode()
+    out = app2.check_output(
+        "printf '%%s' %s | python3 -c 'import base64,sys; exec(base64.b64decode(sys.argv[1]))' %s", payload, script
+    )
+    answer = json.loads(out)
+    assert answer["status"] == 200, answer
+    new = wait_new_pid(app1, "celery-customers", old)
+    assert new != old
+    wait_ping(app1, CUSTOMERS_NODE)

@@ -1,0 +1,107 @@
+"""Bad input to celeryops.stack.flower fails before anything changes, naming the variable.
+
+No lab: ansible-playbook applies the role to localhost (local connection, no facts) with one bad variable
+at a time. The argument specs or the preflight asserts must stop the run, say which variable is wrong,
+and leave the host untouched (changed=0).
+"""
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+PROJECT = pathlib.Path(__file__).resolve().parents[2]
+
+PLAYBOOK = """\
+- name: Apply the Flower role to localhost
+  hosts: localhost
+  gather_facts: false
+  roles:
+    - role: celeryops.stack.flower
+"""
+
+BAD_VARS = [
+    ("flower_port", 0),
+    ("flower_port", 70000),
+    ("flower_port", "http"),
+    ("flower_address", "0.0.0.0/0"),
+    ("flower_url_prefix", "/flower"),
+    ("flower_url_prefix", "flower/"),
+    ("flower_url_prefix", "my flower"),
+    ("flower_basic_auth_password", "short-secret"),
+    ("flower_basic_auth_user", "ad:min"),
+    ("flower_max_tasks", 0),
+    ("flower_max_workers", 0),
+    ("flower_purge_offline_workers", -1),
+    ("flower_state_save_interval", -5),
+    ("flower_log_level", "verbose"),
+    ("flower_broker_api_scheme", "ftp"),
+    ("flower_broker_port", 99999),
+    ("flower_broker_vhost", ""),
+    ("flower_program_priority", 50),
+    ("flower_program_priority", 100),
+    ("flower_version", "1.2.0"),
+    ("flower_celery_version", "4.4.7"),
+    ("flower_user", "root"),
+    ("flower_venv_dir", "opt/flower/venv"),
+]
+
+
+def _ansible_playbook():
+    beside = pathlib.Path(sys.executable).parent / "ansible-playbook"
+    found = str(beside) if beside.exists() else shutil.which("ansible-playbook")
+    assert found, "ansible-playbook not found"
+    return found
+
+
+def _run(tmp_path, extra_vars, *args):
+    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    (tmp_path / "vars.json").write_text(json.dumps(extra_vars))
+    (tmp_path / "hosts.ini").write_text(
+        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    )
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(PROJECT / "collections"),
+        ANSIBLE_ROLES_PATH=str(PROJECT / "roles"),
+        ANSIBLE_FACT_CACHING="memory",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+    )
+    link = PROJECT / "collections" / "ansible_collections" / "celeryops" / "stack"
+    assert link.exists(), "run `make collection-link` first"
+    cmd = [_ansible_playbook(), "-i", str(tmp_path / "hosts.ini"), "-e", "@" + str(tmp_path / "vars.json")]
+    cmd += [*args, str(tmp_path / "play.yml")]
+    return subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def _changed(output):
+    match = re.search(r"^localhost\s*:.*\bchanged=(\d+)", output, re.M)
+    assert match, output[-2000:]
+    return int(match.group(1))
+
+
+def test_valid_variables_pass_the_preflight(tmp_path):
+    result = _run(tmp_path, {"flower_basic_auth_password": "a-long-enough-passphrase"}, "--tags", "flower_preflight")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert _changed(output) == 0
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_VARS, ids=[f"{n}={v!r}" for n, v in BAD_VARS])
+def test_bad_variable_fails_before_any_change(tmp_path, name, value):
+    result = _run(tmp_path, {name: value})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert name in output, output[-3000:]
+    assert _changed(output) == 0, output[-3000:]
+    # The failure comes from the argument specs or the preflight asserts, not from a later stage.
+    assert "fatal:" in output, output[-3000:]
+    failed_task = re.findall(r"^TASK \[([^\]]*)\]", output[: output.index("fatal:")], re.M)[-1]
+    assert re.match(r"celeryops\.stack\.flower : (Validating arguments|Check )", failed_task), failed_task

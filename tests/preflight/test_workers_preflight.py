@@ -1,0 +1,98 @@
+"""Bad input to the workers role fails in its preflight, before any change, naming the variable.
+
+Each case runs the role for real against localhost (no lab): preflight must stop the play before the first
+task that would change the machine, so nothing gets installed here.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+PROJECT = pathlib.Path(__file__).resolve().parents[2]
+
+PLAYBOOK = """---
+- name: Apply the workers role with bad input
+  hosts: local
+  gather_facts: false
+  roles:
+    - celeryops.stack.workers
+"""
+
+INVENTORY = """---
+all:
+  hosts:
+    local:
+      ansible_connection: local
+      ansible_python_interpreter: {python}
+"""
+
+GOOD = {"name": "default", "queues": ["celery"], "pool": "prefork", "concurrency": 8}
+
+CASES = {
+    "unknown pool": ([{**GOOD, "pool": "fork"}], ["workers_celery_workers", "pool", "prefork, eventlet"]),
+    "concurrency zero": ([{**GOOD, "concurrency": 0}], ["workers_celery_workers", "concurrency"]),
+    "max tasks per child with a green pool": (
+        [{**GOOD, "pool": "gevent", "concurrency": 100, "max_tasks_per_child": 100}],
+        ["workers_celery_workers", "max_tasks_per_child"],
+    ),
+    "autoscale with threads": (
+        [{**GOOD, "pool": "threads", "autoscale": "10,2"}],
+        ["workers_celery_workers", "autoscale"],
+    ),
+    "queue name with spaces": ([{**GOOD, "queues": ["my queue"]}], ["workers_celery_workers", "queues"]),
+    "queue name with a comma": ([{**GOOD, "queues": ["a,b"]}], ["workers_celery_workers", "queues"]),
+    "stopwaitsecs below the hard time limit": (
+        [{**GOOD, "time_limit": 600, "stopwaitsecs": 60}],
+        ["workers_celery_workers", "stopwaitsecs", "time_limit"],
+    ),
+    "worker listed twice": ([GOOD, {**GOOD, "concurrency": 2}], ["workers_celery_workers", "more than once"]),
+}
+
+# The first task of the install stage: it must never be reached.
+FIRST_CHANGE = "Install Python's virtualenv support"
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "inventory").mkdir()
+    (tmp_path / "inventory" / "hosts.yml").write_text(INVENTORY.format(python=sys.executable))
+    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    return tmp_path
+
+
+@pytest.mark.parametrize(("workers", "expected"), list(CASES.values()), ids=list(CASES))
+def test_bad_input_fails_in_preflight(workdir, workers, expected):
+    extra = workdir / "vars.json"
+    extra.write_text(json.dumps({"workers_celery_workers": workers}))
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+    result = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(workdir / "inventory" / "hosts.yml"),
+            str(workdir / "play.yml"),
+            "-e",
+            f"@{extra}",
+        ],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    for text in expected:
+        assert text in output, output
+    assert FIRST_CHANGE not in output, "preflight let the play reach the install stage:\n" + output
+    assert "changed=0" in output, output
