@@ -10,7 +10,7 @@ top=$(cd "$here/.." && pwd)
 # ansible-test runs in a virtualenv of its own, so its pinned sanity requirements stay out of .venv.
 venv="$top/.cache/sanity-venv"
 core=$("$top/.venv/bin/python" -c 'import importlib.metadata as m; print(m.version("ansible-core"))')
-if [ ! -x "$venv/bin/ansible-test" ] || [ "$("$venv/bin/ansible-test" --version | awk '{print $2}')" != "$core" ]; then
+if [ ! -x "$venv/bin/ansible-test" ] || [ "$("$venv/bin/ansible-test" --version | awk '{print $NF}')" != "$core" ]; then
   say "creating $venv with ansible-core $core"
   rm -rf "$venv"
   python3 -m venv "$venv"

@@ -174,7 +174,7 @@ def mixed_plan():
             plan.append([long_seconds, SHARED_QUEUE])
             longs += 1
         plan.append([short_seconds, SHARED_QUEUE])
-    plan.extend([long_seconds, SHARED_QUEUE] for _ in range(long_count - longs))
+    plan.extend([long_seconds, SHARED_QUEUE] for _extra in range(long_count - longs))
     return plan
 
 

@@ -97,7 +97,7 @@ def worker_lists(inventory):
 
 
 def test_customers_task_runs_on_the_customers_worker_only(app1, app2):
-    results = [send_task(app2, "customers.whoami") for _ in range(5)]
+    results = [send_task(app2, "customers.whoami") for _attempt in range(5)]
     assert {r["result"]["node"] for r in results} == {CUSTOMERS_NODE}
     sleeper = send_task(app2, "customers.sleep", [0.2])
     assert sleeper["result"]["node"] == CUSTOMERS_NODE
@@ -110,7 +110,7 @@ def test_customers_task_runs_on_the_customers_worker_only(app1, app2):
 
 
 def test_other_tasks_run_on_the_default_worker(app1):
-    results = [send_task(app1, "core.whoami") for _ in range(5)]
+    results = [send_task(app1, "core.whoami") for _attempt in range(5)]
     assert {r["result"]["node"] for r in results} == {DEFAULT_NODE}
     assert send_task(app1, "core.add", [2, 3])["result"] == 5
 
