@@ -70,5 +70,8 @@ sanity: venv ## ansible-test sanity on a generated ansible_collections/celeryops
 molecule: venv ## Every molecule scenario on every Debian release.
 	@for r in $(RELEASES); do $(TIMED) "molecule $$r" lab/molecule.sh $$r; done
 
+bench: venv ## Benchmarks on the running lab (make lab first); results in docs/. See bench/README.md.
+	@$(TIMED) "pool bench" python bench/run_pool_bench.py -i inventories/lab
+
 clean: lab-destroy ## Remove the virtualenv and generated files (not credentials, not images).
 	rm -rf $(VENV) collections build .cache

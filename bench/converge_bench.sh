@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Converge benchmark (issue 5), in one run on one machine:
+#   1. three fresh lab containers, a full playbooks/site.yml converge, timed;
+#   2. a second converge of the same containers, timed (its recap must say changed=0);
+#   3. three other fresh containers given the same apt and pinned pip installs by a plain script through
+#      docker exec, the hosts in parallel: the floor.
+# Writes docs/bench-converge.md with the ratios first/floor (goal <= 1.5) and second/first (goal <= 0.2) and
+# exits 1 when a goal is missed.
+#
+# Usage: bench/converge_bench.sh [PREFIX] [RELEASE] [OUTPUT]     (defaults: bch bookworm docs/bench-converge.md)
+# The containers are PREFIX-broker, PREFIX-app1 and PREFIX-app2: any lab with that prefix is removed first,
+# and at the end. Nothing is published on the controller.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+
+prefix="${1:-bch}"
+release="${2:-bookworm}"
+output="${3:-$BENCH_REPO/docs/bench-converge.md}"
+[ "$prefix" != celeryops ] || bench_die "prefix 'celeryops' is the lab's own: choose another one"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/celeryops-converge-bench.XXXXXX")
+cleanup() {
+  bench_lab_down "$prefix" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cd "$BENCH_REPO"
+bench_inventory "$prefix" "$work/inventory"
+export ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks
+export PROFILE_TASKS_TASK_OUTPUT_LIMIT=all
+
+# converge NAME: run site.yml against the bench inventory; the wall seconds on stdout, the log in $work.
+converge() {
+  local name="$1" start end
+  bench_say "$name converge (log: $work/$name.log)"
+  start=$(bench_now)
+  if ! ansible-playbook -i "$work/inventory" playbooks/site.yml >"$work/$name.log" 2>&1; then
+    tail -n 40 "$work/$name.log" >&2
+    bench_die "the $name converge failed"
+  fi
+  end=$(bench_now)
+  bench_elapsed "$start" "$end"
+}
+
+bench_say "fresh containers for the converges ($prefix, Debian $release)"
+bench_lab_down "$prefix" >/dev/null
+bench_lab_up "$prefix" "$release"
+first=$(converge first)
+second=$(converge second)
+debian=$(bench_debian "$prefix-app1")
+bench_say "first converge ${first} s, second ${second} s"
+
+bench_say "fresh containers for the floor"
+bench_lab_down "$prefix" >/dev/null
+bench_lab_up "$prefix" "$release"
+for host in broker app1 app2; do
+  python3 "$here/converge_helper.py" floor "$host" >"$work/floor-$host.sh"
+done
+start=$(bench_now)
+pids=()
+for host in broker app1 app2; do
+  docker exec -i "$prefix-$host" bash -s <"$work/floor-$host.sh" >"$work/floor-$host.log" 2>&1 &
+  pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do
+  wait "$pid" || status=$?
+done
+end=$(bench_now)
+if [ "$status" -ne 0 ]; then
+  tail -n 20 "$work"/floor-*.log >&2
+  bench_die "the floor script failed"
+fi
+floor=$(bench_elapsed "$start" "$end")
+bench_say "floor ${floor} s"
+
+python3 "$here/converge_helper.py" report \
+  --first-seconds "$first" --second-seconds "$second" --floor-seconds "$floor" \
+  --first-log "$work/first.log" --second-log "$work/second.log" \
+  --debian "$debian" --ansible "$(ansible --version | head -n 1)" \
+  --machine "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg) at the end" \
+  --date "$(date -u +%Y-%m-%d)" --output "$output" --json "${BENCH_JSON:-/dev/null}"

@@ -1,0 +1,215 @@
+"""Helpers of bench/converge_bench.sh: the floor scripts, the recap parser, and docs/bench-converge.md.
+
+    converge_helper.py floor HOST             the plain shell script that does HOST's apt and pip installs
+    converge_helper.py recap LOG              JSON totals of the PLAY RECAP of an ansible-playbook log
+    converge_helper.py report --first-seconds S --second-seconds S --floor-seconds S --first-log LOG ...
+                                              docs/bench-converge.md; exit 1 when a goal is missed
+
+The floor does what the roles install and nothing else, the plain way: apt-get on every host (the broker's
+packages on the broker; supervisor and Python's venv support on the app hosts), then one `python3 -m venv`
+and one `pip install` of the same pinned packages per virtualenv. The pins are read from the roles' defaults,
+the pools from the lab's host_vars and the application's requirements file, so the floor follows them.
+"""
+
+import argparse
+import json
+import pathlib
+import re
+import shlex
+import sys
+
+import yaml
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+GOAL_CONVERGE_FLOOR = 1.5
+GOAL_SECOND_FIRST = 0.2
+
+# Hosts of the lab and the roles they get (playbooks/site.yml, docs/architecture.md).
+HOST_ROLES = {"broker": ["rabbitmq"], "app1": ["supervisor", "workers", "flower"], "app2": ["supervisor", "workers"]}
+
+
+def _yaml(path):
+    return yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {}
+
+
+def _internal(role):
+    return _yaml(REPO / "roles" / role / "vars" / "main.yml")
+
+
+def requirements(path):
+    lines = pathlib.Path(path).read_text(encoding="utf-8").splitlines()
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
+def floor_script(host):
+    """The plain script for host: the same apt packages and pinned pip packages as the roles."""
+    roles = HOST_ROLES[host]
+    apt = []
+    if "rabbitmq" in roles:
+        apt += _internal("rabbitmq")["_rabbitmq_packages"]
+    if "supervisor" in roles:
+        apt += [_yaml(REPO / "roles" / "supervisor" / "defaults" / "main.yml")["supervisor_package"]]
+    if "workers" in roles:
+        apt += ["python3-venv", "python3-pip", "python3-packaging"]
+    if "flower" in roles:
+        apt += [p for p in _internal("flower")["_flower_system_packages"] if p not in apt]
+    lines = [
+        "set -eu",
+        "export DEBIAN_FRONTEND=noninteractive",
+        "apt-get update -qq",
+        "apt-get install -y -qq " + " ".join(shlex.quote(p) for p in dict.fromkeys(apt)),
+    ]
+    if "workers" in roles:
+        defaults = _yaml(REPO / "roles" / "workers" / "defaults" / "main.yml")
+        host_vars = _yaml(REPO / "inventories" / "lab" / "host_vars" / f"{host}.yml")
+        pools = {w.get("pool", defaults.get("workers_default_pool", "prefork")) for w in host_vars.get(
+            "workers_celery_workers", [])}  # fmt: skip
+        packages = [f"celery=={defaults['workers_celery_version']}"]
+        for pool in ("eventlet", "gevent"):
+            if pool in pools:
+                packages.append(f"{pool}=={defaults[f'workers_{pool}_version']}")
+        packages += requirements(REPO / "examples" / "myproject" / "requirements.txt")
+        venv = defaults["workers_venv_dir"]
+        lines += [f"python3 -m venv {venv}", f"{venv}/bin/pip install -q " + " ".join(map(shlex.quote, packages))]
+    if "flower" in roles:
+        defaults = _yaml(REPO / "roles" / "flower" / "defaults" / "main.yml")
+        packages = [f"flower=={defaults['flower_version']}", f"celery=={defaults['flower_celery_version']}"]
+        venv = defaults["flower_venv_dir"]
+        lines += [f"python3 -m venv {venv}", f"{venv}/bin/pip install -q " + " ".join(map(shlex.quote, packages))]
+    return "\n".join(lines) + "\n"
+
+
+RECAP = re.compile(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$")
+
+
+def recap(text):
+    """Totals and per-host counters of the last PLAY RECAP in an ansible-playbook output."""
+    section = text.rsplit("PLAY RECAP", 1)[-1] if "PLAY RECAP" in text else ""
+    hosts = {}
+    for line in section.splitlines():
+        match = RECAP.match(line.strip())
+        if match:
+            hosts[match.group(1)] = {k: int(v) for k, v in (kv.split("=") for kv in match.group(2).split())}
+    totals = {}
+    for counters in hosts.values():
+        for key, value in counters.items():
+            totals[key] = totals.get(key, 0) + value
+    return {"hosts": hosts, "totals": totals}
+
+
+PROFILE = re.compile(r"^(.+?)\s-{2,}\s+([0-9.]+)s$")
+
+
+def slowest(text, count=10):
+    """The slowest tasks listed by the ansible.posix.profile_tasks callback: [(task, seconds)]."""
+    rows = []
+    for line in text.rsplit("PLAY RECAP", 1)[-1].splitlines():
+        match = PROFILE.match(line.strip())
+        if match:
+            rows.append((match.group(1).strip(), float(match.group(2))))
+    return sorted(rows, key=lambda row: -row[1])[:count]
+
+
+def report(results):
+    """Markdown for the results of one converge bench run; and the list of missed goals."""
+    first, second, floor = results["first_seconds"], results["second_seconds"], results["floor_seconds"]
+    first_recap, second_recap = results["first_recap"], results["second_recap"]
+    converge_floor = first / floor
+    second_first = second / first
+    changed = second_recap["totals"].get("changed", 0)
+    failed = sum(r["totals"].get(f, 0) for r in (first_recap, second_recap) for f in ("failed", "unreachable"))
+    missed = []
+    if converge_floor > GOAL_CONVERGE_FLOOR:
+        missed.append(f"first converge / floor = {converge_floor:.2f} > {GOAL_CONVERGE_FLOOR}")
+    if second_first > GOAL_SECOND_FIRST:
+        missed.append(f"second converge / first = {second_first:.2f} > {GOAL_SECOND_FIRST}")
+    if changed:
+        missed.append(f"second converge changed {changed} tasks (must be 0)")
+    if failed:
+        missed.append(f"{failed} failed or unreachable in the converges")
+    lines = [
+        "# Converge benchmark",
+        "",
+        "Written by `bench/converge_bench.sh` (issue 5); do not edit by hand. One run, on one machine, side by",
+        "side: a full `playbooks/site.yml` converge of three fresh lab containers, a second converge of the same",
+        "containers, and the floor: three other fresh containers given the same apt and pinned pip installs by a",
+        "plain shell script through `docker exec`, the hosts in parallel (as Ansible's forks run them).",
+        "",
+        f"- Date: {results['date']}",
+        f"- Debian: {results['debian']}; {results['ansible']}; machine: {results['machine']}",
+        f"- Verdict: **{'pass' if not missed else 'FAIL'}**" + ("" if not missed else " (" + "; ".join(missed) + ")"),
+        "",
+        "| run | seconds | changed | ratio | goal |",
+        "|---|---:|---:|---:|---|",
+        f"| floor (apt + venv + pip, plain script) | {floor:.1f} | | 1 | |",
+        f"| first converge (fresh hosts) | {first:.1f} | {first_recap['totals'].get('changed', 0)} | "
+        f"{converge_floor:.2f} × floor | ≤ {GOAL_CONVERGE_FLOOR} × floor |",
+        f"| second converge (same hosts) | {second:.1f} | {changed} | {second_first:.2f} × first | "
+        f"≤ {GOAL_SECOND_FIRST} × first, changed = 0 |",
+        "",
+    ]
+    for title, key in (("first", "first_slowest"), ("second", "second_slowest")):
+        if results.get(key):
+            lines += [
+                f"Slowest tasks of the {title} converge (ansible.posix.profile_tasks; hosts run in parallel):",
+                "",
+                "| task | seconds |",
+                "|---|---:|",
+                *(f"| {task.replace('|', '/')} | {seconds:.1f} |" for task, seconds in results[key]),
+                "",
+            ]
+    lines += [
+        "Reproduce: `bench/converge_bench.sh PREFIX RELEASE` (e.g. `bench/converge_bench.sh bch bookworm`); it",
+        "starts and removes its own containers (`PREFIX-broker`, `PREFIX-app1`, `PREFIX-app2`).",
+        "",
+    ]
+    return "\n".join(lines), missed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("floor").add_argument("host", choices=sorted(HOST_ROLES))
+    sub.add_parser("recap").add_argument("log")
+    rep = sub.add_parser("report")
+    for name in ("first-seconds", "second-seconds", "floor-seconds"):
+        rep.add_argument(f"--{name}", type=float, required=True)
+    for name in ("first-log", "second-log", "debian", "ansible", "machine", "date", "output"):
+        rep.add_argument(f"--{name}", required=True)
+    rep.add_argument("--json", help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.command == "floor":
+        sys.stdout.write(floor_script(args.host))
+        return 0
+    if args.command == "recap":
+        print(json.dumps(recap(pathlib.Path(args.log).read_text(encoding="utf-8", errors="replace"))))
+        return 0
+    logs = {
+        key: pathlib.Path(path).read_text(encoding="utf-8", errors="replace")
+        for key, path in (("first", args.first_log), ("second", args.second_log))
+    }
+    results = {
+        "date": args.date,
+        "debian": args.debian,
+        "ansible": args.ansible,
+        "machine": args.machine,
+        "first_seconds": args.first_seconds,
+        "second_seconds": args.second_seconds,
+        "floor_seconds": args.floor_seconds,
+        "first_recap": recap(logs["first"]),
+        "second_recap": recap(logs["second"]),
+        "first_slowest": slowest(logs["first"]),
+        "second_slowest": slowest(logs["second"], 5),
+    }
+    text, missed = report(results)
+    pathlib.Path(args.output).write_text(text, encoding="utf-8")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(text)
+    for goal in missed:
+        print(f"MISSED: {goal}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
