@@ -26,8 +26,9 @@ for host in app1 app2; do
     docker exec "$LAB_PREFIX-$host" supervisorctl status 2>/dev/null | sed 's/^/      /' || true
   fi
 done
-if running app1 'supervisorctl status flower | grep -q RUNNING'; then
-  printf '  Flower               http://127.0.0.1:5555/  (user admin)\n'
+flower_state=$(docker exec "$LAB_PREFIX-app1" supervisorctl status flower 2>/dev/null | awk '{print $2}' || true)
+if [ -n "$flower_state" ]; then
+  printf '  Flower               http://127.0.0.1:5555/  (user admin; %s)\n' "$flower_state"
 fi
 creds="$top/inventories/lab/credentials"
 printf '\nCredentials (generated, mode 0600, git-ignored): %s\n' "${creds#"$top"/}/"
