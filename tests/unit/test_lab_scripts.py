@@ -1,0 +1,46 @@
+"""The lab scripts refuse bad input with a clear message before they touch Docker or the network."""
+
+# SPDX-License-Identifier: MIT
+
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+LAB = pathlib.Path(__file__).resolve().parents[2] / "lab"
+
+
+def run(argv, **kwargs):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False, **kwargs)
+
+
+@pytest.mark.parametrize("script", ["up.sh", "build-image.sh", "molecule.sh"])
+def test_unknown_release_names_the_allowed_values(script):
+    result = run(["bash", str(LAB / script), "jessie"])
+    assert result.returncode == 1
+    assert "unknown Debian release 'jessie'" in result.stderr
+    assert "bookworm trixie" in result.stderr
+
+
+@pytest.mark.parametrize("script", ["build-image.sh", "molecule.sh"])
+def test_missing_release_prints_usage(script):
+    result = run(["bash", str(LAB / script)])
+    assert result.returncode == 1
+    assert "usage:" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop to nobody")
+def test_missing_tools_as_non_root_say_what_to_install():
+    # A copy that nobody can read, wherever the checkout lives (the system's temporary directory is open).
+    with tempfile.NamedTemporaryFile("w", suffix=".sh") as lib:
+        lib.write((LAB / "lib.sh").read_text())
+        lib.flush()
+        os.chmod(lib.name, 0o644)
+        script = f". {lib.name}; need_packages celeryops-no-such-tool celeryops-no-such-package"
+        result = run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "bash", "-c", script])
+    assert result.returncode == 1
+    assert "missing packages: celeryops-no-such-package" in result.stderr
+    assert "apt-get install celeryops-no-such-package" in result.stderr
