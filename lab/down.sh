@@ -8,7 +8,6 @@ if ! docker info >/dev/null 2>&1; then
   say "no Docker engine is running: nothing to remove"
   exit 0
 fi
-ids=$(docker ps -aq --filter "label=celeryops.lab=$LAB_PREFIX")
-[ -z "$ids" ] || docker rm -f $ids >/dev/null
+docker ps -aq --filter "label=celeryops.lab=$LAB_PREFIX" | xargs -r docker rm -f >/dev/null
 docker network rm "$LAB_NETWORK" >/dev/null 2>&1 || true
 say "lab removed"

@@ -33,6 +33,6 @@ fi
 creds="$top/inventories/lab/credentials"
 printf '\nCredentials (generated, mode 0600, git-ignored): %s\n' "${creds#"$top"/}/"
 if [ -d "$creds" ]; then
-  (cd "$creds" && ls -1 | sed 's/^/  /')
+  find "$creds" -maxdepth 1 -type f -printf '  %f\n' | sort
 fi
 printf '\nRemove the lab with: make lab-destroy\n'

@@ -4,7 +4,7 @@
 LAB_RELEASES="bookworm trixie"
 LAB_PREFIX="${LAB_PREFIX:-celeryops}"
 LAB_NETWORK="${LAB_NETWORK:-$LAB_PREFIX-lab}"
-LAB_HOSTS="broker app1 app2"
+export LAB_HOSTS="broker app1 app2"
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -56,8 +56,7 @@ ensure_docker() {
   local dockerd_bin
   dockerd_bin=$(command -v dockerd || echo /usr/sbin/dockerd)
   nohup "$dockerd_bin" >/var/log/celeryops-dockerd.log 2>&1 &
-  local i
-  for i in $(seq 1 60); do
+  for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && return 0
     sleep 1
   done
@@ -71,8 +70,8 @@ LAB_INIT_ARGS="${LAB_INIT_ARGS-systemd.unified_cgroup_hierarchy=0 SYSTEMD_CGROUP
 
 # wait_systemd CONTAINER: wait until systemd in CONTAINER has finished booting.
 wait_systemd() {
-  local name="$1" state i
-  for i in $(seq 1 90); do
+  local name="$1" state
+  for _ in $(seq 1 90); do
     state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
     case "$state" in
       running|degraded) return 0 ;;

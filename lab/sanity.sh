@@ -17,13 +17,18 @@ if [ ! -x "$venv/bin/ansible-test" ] || [ "$("$venv/bin/ansible-test" --version 
   "$venv/bin/pip" install -q "ansible-core==$core"
 fi
 
+# ansible-test's shellcheck test needs the tool (it is skipped, with a warning, without it).
+if [ "$(id -u)" -eq 0 ]; then
+  need_packages shellcheck shellcheck
+fi
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/celeryops-sanity.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 dest="$work/ansible_collections/celeryops/stack"
 mkdir -p "$dest"
 # Tracked and new (not ignored) files: what the collection ships, without caches and generated links.
 (cd "$top" && git ls-files --cached --others --exclude-standard -z) |
-  (cd "$top" && xargs -0 cp --parents -P -t "$dest" 2>/dev/null || true)
+  (cd "$top" && xargs -0 -r cp --parents -P -t "$dest" 2>/dev/null) || true
 cd "$dest"
 git init -q . && git add -A >/dev/null
 say "ansible-test sanity in $dest"
