@@ -158,14 +158,19 @@ def parse_worker_command(command):
 
     global_args = []
     seen_globals = set()
+
+    def remember_global(canonical, value):
+        """Keep the first value of each global option (--app, --broker, …) for the probes."""
+        if canonical not in seen_globals:
+            seen_globals.add(canonical)
+            global_args.append(f"{canonical}={value}")
+
     subcommand_index = None
     index = 1
     while index < len(argv):
         canonical, value, consumed = _global_option(argv, index)
         if consumed:
-            if canonical not in seen_globals:
-                seen_globals.add(canonical)
-                global_args.append(f"{canonical}={value}")
+            remember_global(canonical, value)
             index += consumed
             continue
         if argv[index].startswith("-"):
@@ -194,9 +199,7 @@ def parse_worker_command(command):
         # Celery 5 wants -A/--app before the subcommand; accept it after ``worker`` too for the probes.
         canonical, value, consumed = _global_option(argv, index)
         if consumed:
-            if canonical not in seen_globals:
-                seen_globals.add(canonical)
-                global_args.append(f"{canonical}={value}")
+            remember_global(canonical, value)
             index += consumed
             continue
         index += 1
