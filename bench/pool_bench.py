@@ -9,8 +9,9 @@ the role pinned, the role's wrapper and environment file, as the worker user:
   at rest and at the peak under load.
 
 Throughput is timed from the moment the worker starts consuming a queue that already holds every message
-(the consumer is cancelled while the messages are published, then added again), to the last completion in
-the ledger: neither the worker's boot nor the publishing speed of this client is in the number.
+(the consumer is cancelled while the messages are published, the broker is asked until its queue holds them
+all, then the consumer is added again), to the last completion in the ledger: neither the worker's boot, nor
+the publishing speed of this client, nor the broker's time to take the messages in is in the number.
 
 The wrapper loads the environment file itself (`set -a; . worker.env`), so a CELERYOPS_LEDGER_DIR set there
 wins over the one this script passes; the ledger of a throwaway worker is then `<that dir>/<node>.jsonl`,
@@ -201,6 +202,45 @@ def send(app, args, queue, count, seconds):
         }
 
 
+def wait_queued(app, queue, expected, done, timeout=60.0):
+    """Block until the broker has taken in every published message: ready in the queue plus already done.
+
+    Publishing returns once the messages are on the wire; the queue process may still be writing them when the
+    consumer is added, and that would count the broker's intake as the worker's time. A passive declare is
+    answered by the queue itself after the publishes before it. Returns the ready count (a count that stops
+    moving for a second also ends the wait: a message taken before the consumer was cancelled is running).
+    """
+    deadline = time.monotonic() + timeout
+    last, stable_since = None, time.monotonic()
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        while True:
+            ready = channel.queue_declare(queue, passive=True).message_count
+            now = time.monotonic()
+            if ready != last:
+                last, stable_since = ready, now
+            if ready + done() >= expected or now - stable_since >= 1.0 or now >= deadline:
+                return ready
+            time.sleep(0.05)
+
+
+def wait_consuming(app, queue, timeout=30.0):
+    """The time of the last look at the queue that still showed no consumer (the start of the clock).
+
+    A worker answers add_consumer at once but green pools run Celery's blocking loop, which applies it only
+    when its drain_events call returns (up to 2 s on a quiet connection): the clock starts when the broker
+    shows the consumer, not when the worker was asked.
+    """
+    deadline = time.monotonic() + timeout
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        while True:
+            before = time.time()
+            if channel.queue_declare(queue, passive=True).consumer_count or time.monotonic() >= deadline:
+                return before
+            time.sleep(0.005)
+
+
 @contextlib.contextmanager
 def bench_worker(args, app, pool, concurrency):
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="bench-pool-"))
@@ -218,9 +258,10 @@ def throughput(args, app, pool, concurrency):
     with bench_worker(args, app, pool, concurrency) as worker:
         worker.control(app, "cancel_consumer")
         sent = send(app, args, worker.queue, args.tasks, args.seconds)
+        wait_queued(app, worker.queue, args.tasks, lambda: ledger_lines(worker.ledger))
         cpu_before, load_before = worker.cpu(), os.getloadavg()[0]
-        start = time.time()
         worker.control(app, "add_consumer")
+        start = wait_consuming(app, worker.queue)
         deadline = time.monotonic() + args.tasks * args.seconds / concurrency * 3 + 120
         while ledger_lines(worker.ledger) < args.tasks and time.monotonic() < deadline:
             time.sleep(0.05)
