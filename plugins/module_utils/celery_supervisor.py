@@ -58,6 +58,8 @@ SIGTERM_NUMBER = 15
 
 #: seconds an EXITED program is left to supervisord's autorestart before the module calls startProcess itself
 AUTORESTART_GRACE = 3.0
+# The reply wait of a ping sent while supervisor still counts startsecs (the node may not listen yet).
+EARLY_PING_TIMEOUT = 1.0
 
 # Celery global options (``celery [OPTIONS] COMMAND``) that take a value and that the ``inspect`` probes must
 # repeat so that they reach the same app and broker as the worker.
@@ -406,6 +408,12 @@ def drain_finished(info, old_pid, mode):
     return state not in ALIVE_STATES or pid != old_pid
 
 
+def new_process(info, old_pid):
+    """Whether supervisor shows a live process (STARTING or RUNNING) other than the one that had ``old_pid``."""
+    pid = info.get("pid") or 0
+    return info.get("statename") in (STARTING, RUNNING) and bool(pid) and pid != old_pid
+
+
 def start_progress(info, old_pid, startsecs):
     """Interpret one process info while waiting for a (new) worker to be up.
 
@@ -749,8 +757,9 @@ class CeleryProbe:
         self.last_output = ((out or "") + (err or "")).strip()[-500:]
         return rc, out
 
-    def ping(self, spec):
-        argv = build_ping_argv(spec, self.ping_timeout, self.ping_command)
+    def ping(self, spec, timeout=None):
+        """Whether the node answers; ``timeout`` (default ``ping_timeout``) bounds the wait for its reply."""
+        argv = build_ping_argv(spec, timeout or self.ping_timeout, self.ping_command)
         rc, out = self._run(argv)
         return ping_answered(rc, out, spec["node"], custom=bool(self.ping_command))
 
@@ -890,19 +899,26 @@ class WorkerController:
         deadline = self.clock() + self.params["start_timeout"]
         starts = 0
         pid_seen = None
+        answered_pid = None
         exited_since = None
         while True:
             info = self.client.process_info(spec["name"])
             progress = start_progress(info, old_pid, spec["startsecs"])
+            pid = info.get("pid") or 0
             if info.get("statename") == EXITED:
                 exited_since = self.clock() if exited_since is None else exited_since
             else:
                 exited_since = None
             if progress == "up":
-                pid_seen = info.get("pid")
-                if self.probe.ping(spec):
+                pid_seen = pid
+                if answered_pid == pid or self.probe.ping(spec):
                     self._record_after(result, info)
                     return info
+            elif progress == "starting" and new_process(info, old_pid) and answered_pid != pid:
+                # Ping while supervisor counts startsecs, with a short timeout (a node still booting misses the
+                # broadcast): the answer holds for this pid only, the RUNNING past startsecs is still awaited.
+                if self.probe.ping(spec, timeout=min(self.params["ping_timeout"], EARLY_PING_TIMEOUT)):
+                    answered_pid = pid
             elif progress in ("needs_start", "fatal"):
                 if exited_since is not None and self.clock() - exited_since < self._autorestart_grace():
                     # supervisord's autorestart spawns an EXITED program on its next tick: give it that chance.

@@ -18,7 +18,9 @@ description:
   - A B(warm restart) sends C(SIGTERM) to the worker's main process only (supervisor C(signalProcess)), waits
     while running tasks finish, lets supervisor's C(autorestart) spawn a new process (or calls C(startProcess) if
     the program ends up C(EXITED), C(STOPPED) or C(FATAL)), then waits until supervisor reports C(RUNNING) past
-    C(startsecs) with a new pid B(and) the node answers C(celery inspect ping).
+    C(startsecs) with a new pid B(and) the node answers C(celery inspect ping). Pings start as soon as the new
+    process exists (with a reply wait of at most one second while supervisor still counts C(startsecs)), so the
+    wait ends when both conditions hold, not one after the other.
   - A B(warm stop) uses supervisor C(stopProcess), which sends the configured C(stopsignal) (C(TERM)) to the main
     process and marks the program stopped so that C(autorestart) leaves it down. supervisord itself sends
     C(SIGKILL) to the process group after the program's C(stopwaitsecs), whatever I(on_timeout) says, so keep
@@ -99,12 +101,13 @@ options:
     default: 30
   poll_interval:
     description:
-      - Seconds between two looks at supervisor while waiting.
+      - Seconds between two looks at supervisor while waiting (a local XML-RPC call on its socket).
     type: float
-    default: 1.0
+    default: 0.25
   ping_timeout:
     description:
-      - The C(--timeout) in seconds given to C(celery inspect ping) and C(celery inspect active).
+      - The C(--timeout) in seconds given to C(celery inspect ping) and C(celery inspect active); pings sent
+        while the new process is still C(STARTING) wait at most one second.
     type: float
     default: 5.0
   ping_command:
@@ -359,7 +362,7 @@ def argument_spec():
         on_timeout=dict(type="str", default="fail", choices=["fail", "cold", "kill"]),
         start_timeout=dict(type="int", default=120),
         escalation_timeout=dict(type="int", default=30),
-        poll_interval=dict(type="float", default=1.0),
+        poll_interval=dict(type="float", default=0.25),
         ping_timeout=dict(type="float", default=5.0),
         ping_command=dict(type="list", elements="str"),
         inspect_active=dict(type="bool", default=True),

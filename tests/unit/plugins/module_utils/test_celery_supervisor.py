@@ -130,10 +130,12 @@ class FakeProbe:
         self.answers_after = answers_after
         self.active = active
         self.pings = []
+        self.ping_timeouts = []
         self.last_output = "Error: No nodes replied within time constraint"
 
-    def ping(self, spec):
+    def ping(self, spec, timeout=None):
         self.pings.append((self.clock.now, spec["node"]))
+        self.ping_timeouts.append(timeout)
         return self.answers_after is not None and self.clock.now >= self.answers_after
 
     def active_tasks(self, spec):
@@ -784,6 +786,34 @@ def test_transport_refused_socket(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def test_restart_early_answer_still_waits_for_running_past_startsecs(clock, customers):
+    customers.hooks["signal"] = warm_exit_and_respawn(drain=12)
+    probe = FakeProbe(clock, answers_after=14)
+    _changed, result = controller(customers, probe, clock).run()
+    [item] = result["programs"]
+    # the node answered while STARTING; RUNNING past startsecs comes at 12 + 0.5 + 5.1 = 17.6: done at the next
+    # look, with no ping after the answer
+    assert 17.6 <= item["total_seconds"] <= 18.6
+    assert item["pid_after"] == 2002
+    assert all(when < 17.6 for when, _node in probe.pings)
+
+
+def test_restart_early_answer_of_a_process_that_died_does_not_count(clock, customers):
+    def hook(fake, name, _signal_name=None):
+        fake.schedule(12, name, statename="EXITED", pid=0)
+        fake.schedule(12.5, name, statename="STARTING", pid=2002)
+        fake.schedule(15, name, statename="EXITED", pid=0)  # died before startsecs
+        fake.schedule(15.5, name, statename="STARTING", pid=3003)
+        fake.schedule(20.6, name, statename="RUNNING")
+
+    customers.hooks["signal"] = hook
+    probe = FakeProbe(clock, answers_after=13)
+    _changed, result = controller(customers, probe, clock).run()
+    [item] = result["programs"]
+    assert item["pid_after"] == 3003
+    assert any(15.5 <= when < 20.6 for when, _node in probe.pings)
+
+
 def test_restart_warm_drain_autorestart_and_ping(clock, customers):
     customers.hooks["signal"] = warm_exit_and_respawn(drain=12)
     probe = FakeProbe(clock, answers_after=20, active=4)
@@ -801,8 +831,11 @@ def test_restart_warm_drain_autorestart_and_ping(clock, customers):
     assert item["queues"] == ["customers"]
     assert item["total_seconds"] == 20.0
     assert result["diff"]["after"]["celery-customers"] == {"state": "RUNNING", "pid": 2002}
-    # pinged only once the new pid was RUNNING (drain 12 + spawn 0.5 + startsecs 5.1 -> 18)
-    assert probe.pings[0][0] >= 18
+    # pings begin once the new pid exists (drain 12 + spawn 0.5), with a short reply wait while it is STARTING
+    assert probe.pings[0][0] >= 12.5
+    early = [timeout for (when, _node), timeout in zip(probe.pings, probe.ping_timeouts) if when < 17.6]
+    assert early
+    assert set(early) == {cs.EARLY_PING_TIMEOUT}
 
 
 def test_restart_calls_start_when_the_program_stays_exited(clock, customers):
