@@ -5,35 +5,15 @@ broker page (RabbitMQ management API), runs as `flower` under supervisor after t
 secret out of argv and the world-readable supervisor program file.
 """
 
-import base64
 import json
 import re
-import textwrap
 
 import pytest
+from stack_helpers import http_from
 
 FLOWER_URL = "http://app1:5555"
 EXPECTED_WORKERS = {"celery@customers.app1", "celery@celery.app2"}
 EXPECTED_QUEUES = ("customers", "celery")
-
-# Runs on app2: one GET, prints the status code and the body as JSON. The request (URL and credentials)
-# arrives on stdin from the shell's builtin printf, so the credentials land in no process's argv.
-_FETCH = textwrap.dedent(
-    """
-    import base64, json, sys, urllib.error, urllib.request
-    req = json.loads(sys.stdin.read())
-    request = urllib.request.Request(req["url"])
-    if req["auth"]:
-        token = base64.b64encode(req["auth"].encode()).decode()
-        request.add_header("Authorization", "Basic " + token)
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            status, body = response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        status, body = error.code, ""
-    print(json.dumps({"status": status, "body": body}))
-    """
-)
 
 
 class _Secret(str):
@@ -48,12 +28,7 @@ def _read_secret(path):
 
 
 def _get(host, path, auth=None):
-    payload = json.dumps({"url": FLOWER_URL + path, "auth": auth})
-    script = base64.b64encode(_FETCH.encode()).decode()
-    out = host.check_output(
-        "printf '%%s' %s | python3 -c 'import base64,sys; exec(base64.b64decode(sys.argv[1]))' %s", payload, script
-    )
-    return json.loads(out)
+    return http_from(host, FLOWER_URL + path, auth=auth)
 
 
 @pytest.fixture(scope="module")

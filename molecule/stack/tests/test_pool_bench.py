@@ -8,13 +8,12 @@ temporary directory: docs/bench-pools.md is only rewritten by `make bench`.
 """
 
 import json
-import pathlib
 import subprocess
 import sys
 
 import pytest
+from stack_helpers import PROJECT
 
-PROJECT = pathlib.Path(__file__).resolve().parents[3]
 MIN_RATIO = 20.0
 
 

@@ -4,8 +4,6 @@ limit restarts it exactly once, and no password shows in `ps` on the broker or i
 Runs playbooks/site.yml again for the `rabbitmq` group (a few minutes), then converges back.
 """
 
-import os
-import pathlib
 import secrets
 import string
 import subprocess
@@ -13,18 +11,14 @@ import threading
 import time
 
 import pytest
+from stack_helpers import SITE, run_playbook
 from test_rabbitmq import run_client
 
-PROJECT = pathlib.Path(__file__).resolve().parents[3]
-SITE = PROJECT / "playbooks" / "site.yml"
 RESTART_HANDLER = "RUNNING HANDLER [celeryops.stack.rabbitmq : Restart RabbitMQ]"
 
 
 def converge_broker(inventory, *options):
-    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    argv = ["ansible-playbook", "-i", str(inventory), str(SITE), "--limit", "rabbitmq", *options]
-    result = subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=1200, check=False)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    result = run_playbook(inventory, SITE, "--limit", "rabbitmq", *options, timeout=1200)
     return result.stdout + result.stderr
 
 

@@ -8,27 +8,29 @@ workers were left alone. Flower's shutdown API stops a worker warmly and supervi
 request for a queue nobody serves fails before any worker is touched.
 """
 
-import base64
 import json
-import os
-import pathlib
 import re
-import subprocess
-import textwrap
 import time
 
 import pytest
+from stack_helpers import (
+    APP,
+    APP_DIR,
+    ENV_FILE,
+    LEDGER_DIR,
+    PROJECT,
+    SITE,
+    VENV_PYTHON,
+    WRAPPER,
+    http_from,
+    run_playbook,
+    running_pid,
+    wait_new_pid,
+    worker_lists,
+)
 
-PROJECT = pathlib.Path(__file__).resolve().parents[3]
-SITE = PROJECT / "playbooks" / "site.yml"
 RESTART = PROJECT / "playbooks" / "restart_workers.yml"
 
-APP = "myproject.celery_config:app"
-WRAPPER = "/opt/celery/bin/celery-run"
-ENV_FILE = "/etc/celery/worker.env"
-VENV_PYTHON = "/opt/celery/venv/bin/python"
-APP_DIR = "/srv/myproject"
-LEDGER_DIR = "/var/lib/celery/ledger"
 LOG_DIR = "/var/log/celery"
 
 SHARED_QUEUE = "shared"
@@ -52,79 +54,13 @@ with app.producer_or_acquire() as producer:
 print(json.dumps(ids))
 """
 
-# Runs on app2: one POST with basic auth, prints status and body. The request arrives on stdin (the shell's
-# builtin printf), so the password lands in no process's argv.
-POST = textwrap.dedent(
-    """
-    import base64, json, sys, urllib.error, urllib.request
-    req = json.loads(sys.stdin.read())
-    request = urllib.request.Request(req["url"], data=b"", method="POST")
-    token = base64.b64encode(req["auth"].encode()).decode()
-    request.add_header("Authorization", "Basic " + token)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, body = response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        status, body = error.code, error.read().decode()
-    print(json.dumps({"status": status, "body": body}))
-    """
-)
-
-
-def ansible_env():
-    return {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-
-
-def playbook_argv(inventory, playbook, *args):
-    return ["ansible-playbook", "-i", str(inventory), str(playbook), *args]
-
-
-def run(argv, timeout=900):
-    return subprocess.run(
-        argv, cwd=PROJECT, env=ansible_env(), capture_output=True, text=True, timeout=timeout, check=False
-    )
-
 
 def converge_workers(inventory, extra_vars=None):
     """Apply the worker list: the role's preflight and service stages are all a new program needs (the code,
     virtualenv and environment file are in place already), which keeps this test within its time budget."""
-    argv = playbook_argv(inventory, SITE, "--limit", "workers", "--tags", "workers_preflight,workers_service")
-    if extra_vars is not None:
-        argv += ["-e", f"@{extra_vars}"]
-    result = run(argv)
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
-
-
-def worker_lists(inventory):
-    lists = {}
-    for name in ("app1", "app2"):
-        out = subprocess.run(
-            ["ansible-inventory", "-i", str(inventory), "--host", name],
-            cwd=PROJECT,
-            env=ansible_env(),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        lists[name] = json.loads(out)["workers_celery_workers"]
-    return lists
-
-
-def status_pid(host, program):
-    """The main PID of a RUNNING program, else None."""
-    out = host.run("supervisorctl status %s", program).stdout
-    match = re.search(r"RUNNING\s+pid (\d+)", out)
-    return int(match.group(1)) if match else None
-
-
-def wait_new_pid(host, program, old_pid, timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pid = status_pid(host, program)
-        if pid and pid != old_pid:
-            return pid
-        time.sleep(1)
-    pytest.fail(f"{program} is not RUNNING with a PID other than {old_pid} after {timeout} s")
+    run_playbook(
+        inventory, SITE, "--limit", "workers", "--tags", "workers_preflight,workers_service", extra_vars=extra_vars
+    )
 
 
 def ping(host, node, timeout=5):
@@ -191,7 +127,7 @@ def programs(app1, app2):
 
 
 def normal_pids(programs):
-    return {name: status_pid(host, program) for name, (host, program) in programs.items()}
+    return {name: running_pid(host, program) for name, (host, program) in programs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +149,7 @@ def shared_worker(inventory, app1, app2, tmp_path_factory):
     try:
         converge_workers(inventory, override)
         for host in (app1, app2):
-            assert status_pid(host, SHARED_PROGRAM), host.run("supervisorctl status").stdout
+            assert running_pid(host, SHARED_PROGRAM), host.run("supervisorctl status").stdout
             # A fresh ledger per run: every line in it must come from this test.
             host.run("rm -f %s/celery@shared.*.jsonl", LEDGER_DIR)
         yield override
@@ -225,7 +161,7 @@ def shared_worker(inventory, app1, app2, tmp_path_factory):
 
 def test_unknown_queue_fails_in_the_first_play_and_changes_nothing(inventory, programs):
     before = normal_pids(programs)
-    result = run(playbook_argv(inventory, RESTART, "-e", "queues=nosuchqueue"), timeout=300)
+    result = run_playbook(inventory, RESTART, "-e", "queues=nosuchqueue", timeout=300, check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "queues=nosuchqueue" in output
@@ -237,7 +173,7 @@ def test_unknown_queue_fails_in_the_first_play_and_changes_nothing(inventory, pr
 def test_rolling_restart_under_load_loses_no_task(inventory, app1, app2, programs, shared_worker):
     hosts = {"app1": app1, "app2": app2}
     nodes = {name: f"celery@{SHARED_QUEUE}.{name}" for name in hosts}
-    pids_before = {name: status_pid(host, SHARED_PROGRAM) for name, host in hosts.items()}
+    pids_before = {name: running_pid(host, SHARED_PROGRAM) for name, host in hosts.items()}
     others_before = normal_pids(programs)
     offsets = {name: log_size(host, SHARED_PROGRAM) for name, host in hosts.items()}
 
@@ -246,10 +182,7 @@ def test_rolling_restart_under_load_loses_no_task(inventory, app1, app2, program
     assert len(sent) == len(plan) >= 500
     assert len(set(sent)) == len(sent)
 
-    restart = run(
-        playbook_argv(inventory, RESTART, "-e", f"queues={SHARED_QUEUE}", "-e", f"@{shared_worker}"), timeout=900
-    )
-    assert restart.returncode == 0, restart.stdout[-5000:] + restart.stderr[-3000:]
+    restart = run_playbook(inventory, RESTART, "-e", f"queues={SHARED_QUEUE}", extra_vars=shared_worker, timeout=900)
 
     # Wait until every task is in a ledger, then a little longer so that a late duplicate would show.
     deadline = time.monotonic() + 150
@@ -281,7 +214,7 @@ def test_rolling_restart_under_load_loses_no_task(inventory, app1, app2, program
         log = log_since(host, SHARED_PROGRAM, offsets[name])
         assert "WorkerLostError" not in log, f"{name}: a task was lost:\n{log[-3000:]}"
 
-    pids_after = {name: status_pid(host, SHARED_PROGRAM) for name, host in hosts.items()}
+    pids_after = {name: running_pid(host, SHARED_PROGRAM) for name, host in hosts.items()}
     for name in hosts:
         assert pids_after[name], (name, pids_after)
         assert pids_after[name] != pids_before[name], (name, pids_before, pids_after)
@@ -307,14 +240,9 @@ def flower_auth(credentials_dir):
 
 
 def test_flower_shutdown_brings_the_worker_back(app1, app2, flower_auth):
-    old = status_pid(app1, "celery-customers")
+    old = running_pid(app1, "celery-customers")
     assert old
-    payload = json.dumps({"url": f"{FLOWER_URL}/api/worker/shutdown/{CUSTOMERS_NODE}", "auth": flower_auth})
-    script = base64.b64encode(POST.encode()).decode()
-    out = app2.check_output(
-        "printf '%%s' %s | python3 -c 'import base64,sys; exec(base64.b64decode(sys.argv[1]))' %s", payload, script
-    )
-    answer = json.loads(out)
+    answer = http_from(app2, f"{FLOWER_URL}/api/worker/shutdown/{CUSTOMERS_NODE}", "POST", flower_auth, 30)
     assert answer["status"] == 200, answer
     new = wait_new_pid(app1, "celery-customers", old)
     assert new != old

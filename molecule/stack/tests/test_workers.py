@@ -7,21 +7,24 @@ settings restarts that worker only. The broker password stays out of supervisor 
 
 import json
 import os
-import pathlib
-import subprocess
-import time
 
 import pytest
+from stack_helpers import (
+    APP,
+    APP_DIR,
+    ENV_FILE,
+    LEDGER_DIR,
+    PROJECT,
+    VENV_PYTHON,
+    WRAPPER,
+    running_pid,
+    wait_new_pid,
+    worker_lists,
+)
+from stack_helpers import run_playbook as run_playbook_from
 
-PROJECT = pathlib.Path(__file__).resolve().parents[3]
 PLAYBOOK = os.environ.get("CELERYOPS_WORKERS_PLAYBOOK", str(PROJECT / "playbooks" / "site.yml"))
 
-APP = "myproject.celery_config:app"
-WRAPPER = "/opt/celery/bin/celery-run"
-ENV_FILE = "/etc/celery/worker.env"
-VENV_PYTHON = "/opt/celery/venv/bin/python"
-APP_DIR = "/srv/myproject"
-LEDGER_DIR = "/var/lib/celery/ledger"
 CUSTOMERS_NODE = "celery@customers.app1"
 DEFAULT_NODE = "celery@celery.app2"
 
@@ -43,27 +46,6 @@ def send_task(host, name, args=()):
     return json.loads(cmd.stdout.strip().splitlines()[-1])
 
 
-def program_pid(host, program):
-    cmd = host.run("supervisorctl status %s", program)
-    assert "RUNNING" in cmd.stdout, cmd.stdout
-    return int(cmd.stdout.split("pid", 1)[1].split(",", 1)[0])
-
-
-def wait_running(host, program, old_pid=None, timeout=90):
-    """Wait until ``program`` is RUNNING (with a PID other than ``old_pid``) and return its PID."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        cmd = host.run("supervisorctl status %s", program)
-        last = cmd.stdout
-        if "RUNNING" in last:
-            pid = int(last.split("pid", 1)[1].split(",", 1)[0])
-            if pid != old_pid:
-                return pid
-        time.sleep(2)
-    pytest.fail(f"{program} is not RUNNING with a new PID after {timeout} s: {last}")
-
-
 def ping_nodes(host):
     cmd = host.run("%s --app=%s inspect ping --timeout=10 --json", WRAPPER, APP)
     assert cmd.rc == 0, cmd.stdout + cmd.stderr
@@ -71,29 +53,9 @@ def ping_nodes(host):
 
 
 def run_playbook(inventory, extra_vars=None):
-    argv = ["ansible-playbook", "-i", str(inventory), PLAYBOOK, "--limit", "workers", "--tags", "workers"]
-    if extra_vars is not None:
-        argv += ["-e", f"@{extra_vars}"]
-    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    result = subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=1800, check=False)
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
-    return result.stdout
-
-
-def worker_lists(inventory):
-    """The worker list of each host in the inventory (workers_celery_workers from host or group vars)."""
-    lists = {}
-    for name in ("app1", "app2"):
-        out = subprocess.run(
-            ["ansible-inventory", "-i", str(inventory), "--host", name],
-            cwd=PROJECT,
-            env={**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg")},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        lists[name] = json.loads(out)["workers_celery_workers"]
-    return lists
+    return run_playbook_from(
+        inventory, PLAYBOOK, "--limit", "workers", "--tags", "workers", extra_vars=extra_vars
+    ).stdout
 
 
 def test_customers_task_runs_on_the_customers_worker_only(app1, app2):
@@ -125,7 +87,7 @@ def test_both_workers_answer_ping_by_node_name(app1, app2):
 @pytest.mark.parametrize(("host_name", "program"), [("app1", "celery-customers"), ("app2", "celery-default")])
 def test_workers_run_as_the_celery_user(request, host_name, program):
     host = request.getfixturevalue(host_name)
-    pid = program_pid(host, program)
+    pid = running_pid(host, program)
     assert host.run("ps -o user= -p %s", str(pid)).stdout.strip() == "celery"
     children = host.run("ps -o user= --ppid %s", str(pid)).stdout.split()
     assert all(user == "celery" for user in children), children
@@ -158,9 +120,9 @@ def test_broker_password_not_in_supervisor_files_or_argv(app1, app2, credentials
 
 
 def test_killed_worker_comes_back_with_a_new_pid(app1):
-    old = program_pid(app1, "celery-customers")
+    old = running_pid(app1, "celery-customers")
     app1.run("kill -KILL %s", str(old))
-    new = wait_running(app1, "celery-customers", old_pid=old)
+    new = wait_new_pid(app1, "celery-customers", old)
     assert new != old
     # And it serves again.
     assert send_task(app1, "customers.whoami")["result"]["node"] == CUSTOMERS_NODE
@@ -179,15 +141,15 @@ def test_changing_one_worker_restarts_only_that_worker(app1, app2, inventory, tm
             }
         )
     )
-    pid1 = program_pid(app1, "celery-customers")
-    pid2 = program_pid(app2, "celery-default")
+    pid1 = running_pid(app1, "celery-customers")
+    pid2 = running_pid(app2, "celery-default")
     try:
         run_playbook(inventory, override)
-        assert program_pid(app1, "celery-customers") == pid1
-        new2 = wait_running(app2, "celery-default", old_pid=pid2)
+        assert running_pid(app1, "celery-customers") == pid1
+        new2 = wait_new_pid(app2, "celery-default", pid2)
         argv = app2.run("ps -o args= -p %s", str(new2)).stdout
         assert f"--concurrency={changed[0]['concurrency']}" in argv
     finally:
         run_playbook(inventory)
-    assert program_pid(app1, "celery-customers") == pid1
+    assert running_pid(app1, "celery-customers") == pid1
     assert send_task(app1, "core.whoami")["result"]["node"] == DEFAULT_NODE

@@ -1,0 +1,103 @@
+"""Helpers shared by the stack's tests: the workers role's paths, the controller's ansible runs, the
+inventory's worker lists, the PIDs supervisor reports on a host (a testinfra host) and HTTP from a host."""
+
+import base64
+import json
+import os
+import pathlib
+import re
+import subprocess
+import textwrap
+import time
+
+import pytest
+
+PROJECT = pathlib.Path(__file__).resolve().parents[3]
+SITE = PROJECT / "playbooks" / "site.yml"
+
+# The workers role's paths on the app hosts (docs/architecture.md) and the example project's app.
+APP = "myproject.celery_config:app"
+WRAPPER = "/opt/celery/bin/celery-run"
+ENV_FILE = "/etc/celery/worker.env"
+VENV_PYTHON = "/opt/celery/venv/bin/python"
+APP_DIR = "/srv/myproject"
+LEDGER_DIR = "/var/lib/celery/ledger"
+
+# Runs on a lab host: one HTTP request, prints the status code and the body as JSON. The request (method, URL,
+# credentials) reaches python on stdin, from the shell's builtin printf, not in python's argv.
+_HTTP = textwrap.dedent(
+    """
+    import base64, json, sys, urllib.error, urllib.request
+    req = json.loads(sys.stdin.read())
+    data = b"" if req["method"] == "POST" else None
+    request = urllib.request.Request(req["url"], data=data, method=req["method"])
+    if req["auth"]:
+        token = base64.b64encode(req["auth"].encode()).decode()
+        request.add_header("Authorization", "Basic " + token)
+    try:
+        with urllib.request.urlopen(request, timeout=req["timeout"]) as response:
+            status, body = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, body = error.code, error.read().decode(errors="replace")
+    print(json.dumps({"status": status, "body": body}))
+    """
+)
+
+
+def http_from(host, url, method="GET", auth=None, timeout=15):
+    """``{"status", "body"}`` of one request sent from ``host`` (basic auth from ``auth``, "user:password")."""
+    payload = json.dumps({"url": url, "method": method, "auth": auth, "timeout": timeout})
+    script = base64.b64encode(_HTTP.encode()).decode()
+    out = host.check_output(
+        "printf '%%s' %s | python3 -c 'import base64,sys; exec(base64.b64decode(sys.argv[1]))' %s", payload, script
+    )
+    return json.loads(out)
+
+
+def ansible_env():
+    """The environment of every ansible command the tests run: the project's ansible.cfg, no colours."""
+    return {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+
+
+def run_playbook(inventory, playbook, *args, extra_vars=None, timeout=1800, check=True):
+    """ansible-playbook from the checkout; with ``check``, a failure fails the test with the output's tail."""
+    argv = ["ansible-playbook", "-i", str(inventory), str(playbook), *args]
+    if extra_vars is not None:
+        argv += ["-e", f"@{extra_vars}"]
+    result = subprocess.run(
+        argv, cwd=PROJECT, env=ansible_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check:
+        assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    return result
+
+
+def worker_lists(inventory):
+    """The worker list of each app host in the inventory (workers_celery_workers from host or group vars)."""
+    lists = {}
+    for name in ("app1", "app2"):
+        out = subprocess.run(
+            ["ansible-inventory", "-i", str(inventory), "--host", name],
+            cwd=PROJECT, env=ansible_env(), capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        lists[name] = json.loads(out)["workers_celery_workers"]
+    return lists
+
+
+def running_pid(host, program):
+    """The main PID of ``program`` when supervisor reports it RUNNING, else None."""
+    out = host.run("supervisorctl status %s", program).stdout
+    match = re.search(r"RUNNING\s+pid (\d+)", out)
+    return int(match.group(1)) if match else None
+
+
+def wait_new_pid(host, program, old_pid, timeout=90):
+    """Wait until ``program`` is RUNNING with a PID other than ``old_pid``; that PID."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = running_pid(host, program)
+        if pid and pid != old_pid:
+            return pid
+        time.sleep(1)
+    status = host.run("supervisorctl status %s", program).stdout
+    pytest.fail(f"{program} is not RUNNING with a PID other than {old_pid} after {timeout} s: {status}")
