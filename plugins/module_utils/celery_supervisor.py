@@ -59,7 +59,7 @@ SIGTERM_NUMBER = 15
 #: seconds an EXITED program is left to supervisord's autorestart before the module calls startProcess itself
 AUTORESTART_GRACE = 3.0
 # The reply wait of a ping sent while supervisor still counts startsecs (the node may not listen yet).
-EARLY_PING_TIMEOUT = 1.0
+EARLY_PING_TIMEOUT = 0.5
 
 # Celery global options (``celery [OPTIONS] COMMAND``) that take a value and that the ``inspect`` probes must
 # repeat so that they reach the same app and broker as the worker.

@@ -19,7 +19,7 @@ description:
     while running tasks finish, lets supervisor's C(autorestart) spawn a new process (or calls C(startProcess) if
     the program ends up C(EXITED), C(STOPPED) or C(FATAL)), then waits until supervisor reports C(RUNNING) past
     C(startsecs) with a new pid B(and) the node answers C(celery inspect ping). Pings start as soon as the new
-    process exists (with a reply wait of at most one second while supervisor still counts C(startsecs)), so the
+    process exists (with a reply wait of at most half a second while supervisor still counts C(startsecs)), so the
     wait ends when both conditions hold, not one after the other.
   - A B(warm stop) uses supervisor C(stopProcess), which sends the configured C(stopsignal) (C(TERM)) to the main
     process and marks the program stopped so that C(autorestart) leaves it down. supervisord itself sends
@@ -107,7 +107,7 @@ options:
   ping_timeout:
     description:
       - The C(--timeout) in seconds given to C(celery inspect ping) and C(celery inspect active); pings sent
-        while the new process is still C(STARTING) wait at most one second.
+        while the new process is still C(STARTING) wait at most half a second.
     type: float
     default: 5.0
   ping_command:
