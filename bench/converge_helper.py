@@ -50,7 +50,7 @@ def floor_script(host):
     if "supervisor" in roles:
         apt += [_yaml(REPO / "roles" / "supervisor" / "defaults" / "main.yml")["supervisor_package"]]
     if "workers" in roles:
-        apt += ["python3-venv", "python3-pip", "python3-packaging"]
+        apt += _internal("workers")["_workers_apt_packages"]
     if "flower" in roles:
         apt += [p for p in _internal("flower")["_flower_system_packages"] if p not in apt]
     lines = [
