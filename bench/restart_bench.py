@@ -211,7 +211,7 @@ def run_way(host, args, way, spec, boot):
         "ratio": round(wall / limit, 2),
         "pid_before": pid_before,
         "pid_after": answered["pid"],
-        "log_tail": log.read_text(encoding="utf-8", errors="replace")[-1500:] if rc else "",
+        "log_tail": log.read_text(encoding="utf-8", errors="replace")[-1500:],
     }
 
 
