@@ -29,15 +29,17 @@ trap cleanup EXIT
 
 cd "$BENCH_REPO"
 bench_inventory "$prefix" "$work/inventory"
-export ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks
-export PROFILE_TASKS_TASK_OUTPUT_LIMIT=all
+# Each host's own task times (profile_tasks cannot tell them apart under strategy free).
+export ANSIBLE_CALLBACK_PLUGINS="$here/callback_plugins"
+export ANSIBLE_CALLBACKS_ENABLED=host_timeline
 
 # converge NAME: run site.yml against the bench inventory; the wall seconds on stdout, the log in $work.
 converge() {
   local name="$1" start end
   bench_say "$name converge (log: $work/$name.log)"
   start=$(bench_now)
-  if ! ansible-playbook -i "$work/inventory" playbooks/site.yml >"$work/$name.log" 2>&1; then
+  if ! HOST_TIMELINE_FILE="$work/$name.timeline" ansible-playbook -i "$work/inventory" playbooks/site.yml \
+    >"$work/$name.log" 2>&1; then
     tail -n 40 "$work/$name.log" >&2
     bench_die "the $name converge failed"
   fi
@@ -79,7 +81,9 @@ bench_say "floor ${floor} s"
 
 python3 "$here/converge_helper.py" report \
   --first-seconds "$first" --second-seconds "$second" --floor-seconds "$floor" \
-  --first-log "$work/first.log" --second-log "$work/second.log" \
+  --first-log "$work/first.log" --second-log "$work/second.log" --first-timeline "$work/first.timeline" \
+  --floor-start "$start" --floor-log broker="$work/floor-broker.log" --floor-log app1="$work/floor-app1.log" \
+  --floor-log app2="$work/floor-app2.log" \
   --debian "$debian" --ansible "$(ansible --version | head -n 1)" \
   --machine "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg) at the end" \
   --date "$(date -u +%Y-%m-%d)" --output "$output" --json "${BENCH_JSON:-/dev/null}"

@@ -55,6 +55,9 @@ def floor_script(host):
         apt += [p for p in _internal("flower")["_flower_system_packages"] if p not in apt]
     lines = [
         "set -eu",
+        # Each command is traced with its start time (read back by floor_steps); `: done` marks the end.
+        "PS4='+ $(date +%s.%N) '",
+        "set -x",
         "export DEBIAN_FRONTEND=noninteractive",
         "apt-get update -qq",
         "apt-get install -y -qq " + " ".join(shlex.quote(p) for p in dict.fromkeys(apt)),
@@ -76,7 +79,47 @@ def floor_script(host):
         packages = [f"flower=={defaults['flower_version']}", f"celery=={defaults['flower_celery_version']}"]
         venv = defaults["flower_venv_dir"]
         lines += [f"python3 -m venv {venv}", f"{venv}/bin/pip install -q " + " ".join(map(shlex.quote, packages))]
+    lines.append(": done")
     return "\n".join(lines) + "\n"
+
+
+TRACE = re.compile(r"^\++ ([0-9.]+) (.*)$")
+
+
+def floor_steps(text, start):
+    """Seconds of a floor log's steps, from its traced commands: {"apt": s, "pip": s, "end": s after start}."""
+    marks = [(float(m.group(1)), m.group(2)) for m in map(TRACE.match, text.splitlines()) if m]
+    if not marks:
+        return {}
+    venv = next((t for t, cmd in marks if " -m venv " in f" {cmd} "), None)
+    end = marks[-1][0]
+    apt_start = next((t for t, cmd in marks if cmd.startswith("apt-get")), start)
+    return {
+        "apt": (venv or end) - apt_start,
+        "pip": (end - venv) if venv else 0.0,
+        "end": end - start,
+    }
+
+
+def timeline(text):
+    """Per host, from bench/callback_plugins/host_timeline.py's JSON lines: when it ended (seconds after the
+    run's first task), its seconds in apt, in pip (and the waits for it), in the rest, and its slowest tasks."""
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not rows:
+        return {}
+    origin = min(row["start"] for row in rows)
+    hosts = {}
+    for row in rows:
+        host = hosts.setdefault(row["host"], {"end": 0.0, "apt": 0.0, "pip": 0.0, "other": 0.0, "tasks": []})
+        seconds = row["end"] - row["start"]
+        host["end"] = max(host["end"], row["end"] - origin)
+        action = row["action"].rsplit(".", 1)[-1]
+        kind = "apt" if action == "apt" else "pip" if action in ("pip", "async_status") else "other"
+        host[kind] += seconds
+        host["tasks"].append((row["task"], seconds))
+    for host in hosts.values():
+        host["tasks"] = sorted(host["tasks"], key=lambda task: -task[1])[:8]
+    return hosts
 
 
 RECAP = re.compile(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$")
@@ -95,19 +138,6 @@ def recap(text):
         for key, value in counters.items():
             totals[key] = totals.get(key, 0) + value
     return {"hosts": hosts, "totals": totals}
-
-
-PROFILE = re.compile(r"^(.+?)\s-{2,}\s+([0-9.]+)s$")
-
-
-def slowest(text, count=10):
-    """The slowest tasks listed by the ansible.posix.profile_tasks callback: [(task, seconds)]."""
-    rows = []
-    for line in text.rsplit("PLAY RECAP", 1)[-1].splitlines():
-        match = PROFILE.match(line.strip())
-        if match:
-            rows.append((match.group(1).strip(), float(match.group(2))))
-    return sorted(rows, key=lambda row: -row[1])[:count]
 
 
 def report(results):
@@ -148,22 +178,43 @@ def report(results):
         f"≤ {GOAL_SECOND_FIRST} × first, changed = 0 |",
         "",
     ]
-    for title, key in (("first", "first_slowest"), ("second", "second_slowest")):
-        if results.get(key):
-            lines += [
-                f"Slowest tasks of the {title} converge (ansible.posix.profile_tasks; hosts run in parallel):",
-                "",
-                "| task | seconds |",
-                "|---|---:|",
-                *(f"| {task.replace('|', '/')} | {seconds:.1f} |" for task, seconds in results[key]),
-                "",
-            ]
+    hosts, floor_hosts = results.get("first_timeline", {}), results.get("floor_steps", {})
+    if hosts:
+        lines += [
+            "Where the time goes, per host (the first converge from bench/callback_plugins/host_timeline.py, the",
+            "floor from its traced commands): when the host was done, and its seconds in apt and in pip (both",
+            "virtualenvs, waits included; the converge runs the two pip installs in the background).",
+            "",
+            "| host | converge done s | apt s | pip s | other tasks s | floor done s | floor apt s | floor pip s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name in sorted(hosts):
+            host, flo = hosts[name], floor_hosts.get(name, {})
+            floor_cells = " | ".join(f"{flo[k]:.1f}" if k in flo else "" for k in ("end", "apt", "pip"))
+            lines.append(
+                f"| {name} | {host['end']:.1f} | {host['apt']:.1f} | {host['pip']:.1f} | {host['other']:.1f} | "
+                f"{floor_cells} |"
+            )
+        slowest_host = max(hosts, key=lambda name: hosts[name]["end"])
+        lines += [
+            "",
+            f"Slowest tasks of the host that finished last ({slowest_host}), first converge:",
+            "",
+            "| task | seconds |",
+            "|---|---:|",
+            *(f"| {task.replace('|', '/')} | {seconds:.1f} |" for task, seconds in hosts[slowest_host]["tasks"]),
+            "",
+        ]
     lines += [
         "Reproduce: `bench/converge_bench.sh PREFIX RELEASE` (e.g. `bench/converge_bench.sh bch bookworm`); it",
         "starts and removes its own containers (`PREFIX-broker`, `PREFIX-app1`, `PREFIX-app2`).",
         "",
     ]
     return "\n".join(lines), missed
+
+
+def _read(path):
+    return pathlib.Path(path).read_text(encoding="utf-8", errors="replace")
 
 
 def main(argv=None):
@@ -176,18 +227,18 @@ def main(argv=None):
         rep.add_argument(f"--{name}", type=float, required=True)
     for name in ("first-log", "second-log", "debian", "ansible", "machine", "date", "output"):
         rep.add_argument(f"--{name}", required=True)
+    rep.add_argument("--first-timeline", help="host_timeline JSON lines of the first converge")
+    rep.add_argument("--floor-start", type=float, help="epoch seconds when the floor scripts started")
+    rep.add_argument("--floor-log", action="append", default=[], metavar="HOST=LOG", help="a floor host's log")
     rep.add_argument("--json", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     if args.command == "floor":
         sys.stdout.write(floor_script(args.host))
         return 0
     if args.command == "recap":
-        print(json.dumps(recap(pathlib.Path(args.log).read_text(encoding="utf-8", errors="replace"))))
+        print(json.dumps(recap(_read(args.log))))
         return 0
-    logs = {
-        key: pathlib.Path(path).read_text(encoding="utf-8", errors="replace")
-        for key, path in (("first", args.first_log), ("second", args.second_log))
-    }
+    logs = {key: _read(path) for key, path in (("first", args.first_log), ("second", args.second_log))}
     results = {
         "date": args.date,
         "debian": args.debian,
@@ -198,8 +249,11 @@ def main(argv=None):
         "floor_seconds": args.floor_seconds,
         "first_recap": recap(logs["first"]),
         "second_recap": recap(logs["second"]),
-        "first_slowest": slowest(logs["first"]),
-        "second_slowest": slowest(logs["second"], 5),
+        "first_timeline": timeline(_read(args.first_timeline)) if args.first_timeline else {},
+        "floor_steps": {
+            host: floor_steps(_read(path), args.floor_start)
+            for host, path in (item.split("=", 1) for item in args.floor_log)
+        },
     }
     text, missed = report(results)
     pathlib.Path(args.output).write_text(text, encoding="utf-8")
