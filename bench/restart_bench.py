@@ -193,6 +193,7 @@ def run_way(host, args, way, spec, boot):
     wall = max(command_done, answered["ts"] or float("inf")) - requested
     remaining = max(0.0, args.long_seconds - (requested - sent["long_started"]))
     limit = remaining + boot
+    old_gone, last_long = answered.get("old_gone"), counted.get("last_long_completion")
     return {
         "way": way,
         "program": spec["program"],
@@ -209,6 +210,10 @@ def run_way(host, args, way, spec, boot):
         "boot_seconds": round(boot, 2),
         "limit_seconds": round(limit, 2),
         "ratio": round(wall / limit, 2),
+        # Where the wall time beyond the limit goes: the old worker's exit after its last long task finished
+        # (the pool's shutdown), and the new worker's first answer after that exit (start, boot, startsecs).
+        "old_exit_after_long_seconds": round(old_gone - last_long, 2) if old_gone and last_long else None,
+        "answer_after_old_exit_seconds": round(answered["ts"] - old_gone, 2) if old_gone and answered["ts"] else None,
         "pid_before": pid_before,
         "pid_after": answered["pid"],
         "log_tail": log.read_text(encoding="utf-8", errors="replace")[-1500:],
@@ -306,6 +311,9 @@ def markdown(result):
         "  plus the worker's boot time (`supervisorctl start` to the first answer; the median of three starts",
         "  measured in the same run).",
         "  Old left: processes of the old worker still alive when the new one answered.",
+        "- Where the time beyond the limit goes: old exit = the old worker's main process exited this long after",
+        "  its last long task finished (the pool's shutdown, outside the limit); new answer = the new worker's",
+        "  first answer came this long after that exit (start and boot; the module also waits for startsecs).",
         f"- Goal for the module: 0 lost, wall/limit <= {GOAL_RATIO:g}. Verdict: **{result['verdict']}**",
     ]
     for section in result["sections"]:
@@ -318,15 +326,20 @@ def markdown(result):
             f"An ad-hoc `ansible.builtin.ping` of the host takes {section['ansible_overhead']:.1f} s (part of ways 1 "
             "and 3).",
             "",
-            "| # | restarted with | lost | of them long | duplicated | old left | answered s | command s | wall s "
-            "| limit s | wall/limit |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| # | restarted with | lost | of them long | duplicated | old left | old exit s | new answer s "
+            "| answered s | command s | wall s | limit s | wall/limit |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for number, row in enumerate(section["runs"], 1):
             answered = "never" if row["answered_seconds"] is None else f"{row['answered_seconds']:.1f}"
+            old_exit, new_answer = (
+                "" if row.get(key) is None else f"{row[key]:.1f}"
+                for key in ("old_exit_after_long_seconds", "answer_after_old_exit_seconds")
+            )
             lines.append(
                 f"| {number} | {WAYS[row['way']]} | {row['lost']}/{row['tasks']} | {row['lost_long']} | "
-                f"{row['duplicates']} | {row['old_processes_left']} | {answered} | {row['command_seconds']:.1f} | "
+                f"{row['duplicates']} | {row['old_processes_left']} | {old_exit} | {new_answer} | {answered} | "
+                f"{row['command_seconds']:.1f} | "
                 f"{row['wall_seconds']:.1f} | {row['limit_seconds']:.1f} | {row['ratio']:.2f} |"
             )
     lines += [

@@ -3,7 +3,8 @@
 Runs ON an app host with the workers role's virtualenv, as root from the application directory, next to
 pool_bench.py (for the environment file reader). Every command prints one JSON document.
 
-    restart_load.py ready --node NODE [--old-pid PID]     wait until NODE answers with a pid other than PID
+    restart_load.py ready --node NODE [--old-pid PID]     wait until NODE answers with a pid other than PID (and
+                                                          say when PID was gone)
     restart_load.py send --queue Q --node NODE ...        the load: long tasks first, then the short flood
     restart_load.py count --queue Q --node NODE --ids F   lost / duplicated ids once the queue is drained
     restart_load.py purge --queue Q                       delete the bench queue on the broker
@@ -14,6 +15,7 @@ import json
 import os
 import pathlib
 import sys
+import threading
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -37,7 +39,17 @@ def stats_pid(app, node, timeout=0.5):
     return info.get("pid") if info else None
 
 
+def watch_exit(pid, found):
+    """Record in found["old_gone"] when process pid no longer exists (checked every 50 ms)."""
+    while os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.05)
+    found["old_gone"] = time.time()
+
+
 def ready(app, args):
+    found = {"old_gone": None}
+    if args.old_pid:
+        threading.Thread(target=watch_exit, args=(args.old_pid, found), daemon=True).start()
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         try:
@@ -45,9 +57,9 @@ def ready(app, args):
         except Exception:  # noqa: BLE001 - the broker connection may blip while the worker restarts
             pid = None
         if pid and pid != args.old_pid:
-            return {"ts": time.time(), "pid": pid}
+            return {"ts": time.time(), "pid": pid, "old_gone": found["old_gone"]}
         time.sleep(0.1)
-    return {"ts": None, "pid": None}
+    return {"ts": None, "pid": None, "old_gone": found["old_gone"]}
 
 
 def active(app, node):
@@ -109,6 +121,9 @@ def count(app, ledger_dir, args):
     time.sleep(args.settle)  # a late duplicate would show up here
     ids = [entry["id"] for entry in ledger_entries(ledger) if entry["id"] in sent]
     last = max((entry["ts"] for entry in ledger_entries(ledger) if entry["id"] in sent), default=None)
+    last_long = max(
+        (entry["ts"] for entry in ledger_entries(ledger) if entry["id"] in document["long_ids"]), default=None
+    )
     return {
         "sent": len(sent),
         "completed": len(set(ids)),
@@ -116,6 +131,7 @@ def count(app, ledger_dir, args):
         "lost_long": len(set(document["long_ids"]) - set(ids)),
         "duplicates": len(ids) - len(set(ids)),
         "last_completion": last,
+        "last_long_completion": last_long,
     }
 
 
