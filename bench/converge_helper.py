@@ -114,7 +114,8 @@ def timeline(text):
         seconds = row["end"] - row["start"]
         host["end"] = max(host["end"], row["end"] - origin)
         action = row["action"].rsplit(".", 1)[-1]
-        kind = "apt" if action == "apt" else "pip" if action in ("pip", "async_status") else "other"
+        waits_for_pip = action in ("async_status", "wait_for") and "pip" in row["task"]
+        kind = "apt" if action == "apt" else "pip" if action == "pip" or waits_for_pip else "other"
         host[kind] += seconds
         host["tasks"].append((row["task"], seconds))
     for host in hosts.values():

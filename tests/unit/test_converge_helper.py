@@ -58,15 +58,17 @@ def test_timeline_sums_each_host_by_kind_from_the_first_task():
             _line("app1", "Install the supervisor package", "ansible.builtin.apt", 1000.0, 1040.0),
             _line("app1", "Start the pip install", "ansible.builtin.pip", 1040.0, 1041.0),
             _line("app1", "Write a file", "ansible.builtin.template", 1041.0, 1042.5),
+            _line("app1", "Wait for the pip install", "ansible.builtin.wait_for", 1042.5, 1050.0),
             _line("app1", "Read the pip result", "ansible.builtin.async_status", 1050.0, 1050.5),
+            _line("app1", "Wait for the socket", "ansible.builtin.wait_for", 1050.5, 1051.0),
             _line("broker", "Install RabbitMQ", "ansible.builtin.apt", 999.0, 1020.0),
         ]
     )
     hosts = converge_helper.timeline(text)
-    assert hosts["app1"]["end"] == pytest.approx(51.5)
+    assert hosts["app1"]["end"] == pytest.approx(52.0)
     assert hosts["app1"]["apt"] == pytest.approx(40.0)
-    assert hosts["app1"]["pip"] == pytest.approx(1.5)
-    assert hosts["app1"]["other"] == pytest.approx(1.5)
+    assert hosts["app1"]["pip"] == pytest.approx(9.0)
+    assert hosts["app1"]["other"] == pytest.approx(2.0)
     assert hosts["app1"]["tasks"][0] == ("Install the supervisor package", 40.0)
     assert hosts["broker"]["end"] == pytest.approx(21.0)
 
