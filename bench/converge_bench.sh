@@ -33,10 +33,12 @@ bench_inventory "$prefix" "$work/inventory"
 export ANSIBLE_CALLBACK_PLUGINS="$here/callback_plugins"
 export ANSIBLE_CALLBACKS_ENABLED=host_timeline
 
-# converge NAME: run site.yml against the bench inventory; the wall seconds on stdout, the log in $work.
+# converge NAME: run site.yml against the bench inventory; the wall seconds on stdout, the log in $work and the
+# machine's busy CPU-seconds in $work/NAME.cpu.
 converge() {
-  local name="$1" start end
+  local name="$1" start end busy
   bench_say "$name converge (log: $work/$name.log)"
+  busy=$(bench_busy)
   start=$(bench_now)
   if ! HOST_TIMELINE_FILE="$work/$name.timeline" ansible-playbook -i "$work/inventory" playbooks/site.yml \
     >"$work/$name.log" 2>&1; then
@@ -44,6 +46,7 @@ converge() {
     bench_die "the $name converge failed"
   fi
   end=$(bench_now)
+  bench_elapsed "$busy" "$(bench_busy)" >"$work/$name.cpu"
   bench_elapsed "$start" "$end"
 }
 
@@ -61,6 +64,7 @@ bench_lab_up "$prefix" "$release"
 for host in broker app1 app2; do
   python3 "$here/converge_helper.py" floor "$host" >"$work/floor-$host.sh"
 done
+busy=$(bench_busy)
 start=$(bench_now)
 pids=()
 for host in broker app1 app2; do
@@ -77,6 +81,7 @@ if [ "$status" -ne 0 ]; then
   bench_die "the floor script failed"
 fi
 floor=$(bench_elapsed "$start" "$end")
+bench_elapsed "$busy" "$(bench_busy)" >"$work/floor.cpu"
 bench_say "floor ${floor} s"
 
 python3 "$here/converge_helper.py" report \
@@ -84,6 +89,8 @@ python3 "$here/converge_helper.py" report \
   --first-log "$work/first.log" --second-log "$work/second.log" --first-timeline "$work/first.timeline" \
   --floor-start "$start" --floor-log broker="$work/floor-broker.log" --floor-log app1="$work/floor-app1.log" \
   --floor-log app2="$work/floor-app2.log" \
+  --cpu-seconds "first=$(cat "$work/first.cpu")" --cpu-seconds "second=$(cat "$work/second.cpu")" \
+  --cpu-seconds "floor=$(cat "$work/floor.cpu")" \
   --debian "$debian" --ansible "$(ansible --version | head -n 1)" \
   --machine "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg) at the end" \
   --date "$(date -u +%Y-%m-%d)" --output "$output" --json "${BENCH_JSON:-/dev/null}"

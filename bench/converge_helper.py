@@ -179,6 +179,22 @@ def report(results):
         f"≤ {GOAL_SECOND_FIRST} × first, changed = 0 |",
         "",
     ]
+    cpu = results.get("cpu_seconds", {})
+    cpus_match = re.match(r"\s*(\d+) CPUs", results["machine"])
+    cpus = int(cpus_match.group(1)) if cpus_match else 0
+    if cpus and {"first", "floor"} <= set(cpu):
+        busy = [
+            f"{title} {cpu[run]:.0f} ({100 * cpu[run] / (cpus * seconds):.0f} % of {cpus} CPUs over its "
+            f"{seconds:.0f} s)"
+            for title, run, seconds in (("first converge", "first", first), ("floor", "floor", floor))
+        ]
+        lines += [
+            f"Busy CPU-seconds of the whole machine: {busy[0]};",
+            f"{busy[1]}. Each Ansible task costs CPU on the controller (a forked worker, the module's payload,",
+            "templating) and on the host (a Python process for the module), and the apt and pip work competes for",
+            "the same CPUs.",
+            "",
+        ]
     hosts, floor_hosts = results.get("first_timeline", {}), results.get("floor_steps", {})
     if hosts:
         lines += [
@@ -231,6 +247,7 @@ def main(argv=None):
     rep.add_argument("--first-timeline", help="host_timeline JSON lines of the first converge")
     rep.add_argument("--floor-start", type=float, help="epoch seconds when the floor scripts started")
     rep.add_argument("--floor-log", action="append", default=[], metavar="HOST=LOG", help="a floor host's log")
+    rep.add_argument("--cpu-seconds", action="append", default=[], metavar="RUN=S", help="busy CPU-seconds of a run")
     rep.add_argument("--json", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     if args.command == "floor":
@@ -251,6 +268,7 @@ def main(argv=None):
         "first_recap": recap(logs["first"]),
         "second_recap": recap(logs["second"]),
         "first_timeline": timeline(_read(args.first_timeline)) if args.first_timeline else {},
+        "cpu_seconds": {run: float(value) for run, value in (item.split("=", 1) for item in args.cpu_seconds)},
         "floor_steps": {
             host: floor_steps(_read(path), args.floor_start)
             for host, path in (item.split("=", 1) for item in args.floor_log)

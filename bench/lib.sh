@@ -56,6 +56,12 @@ bench_lab_down() {
 # bench_now: seconds since the epoch with fractions.
 bench_now() { date +%s.%N; }
 
+# bench_busy: CPU-seconds the whole machine has spent busy since boot (all CPUs; /proc/stat minus idle and
+# iowait). The difference of two readings is what a run cost the machine, the containers included.
+bench_busy() {
+  awk '$1 == "cpu" { printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / 100; exit }' /proc/stat
+}
+
 # bench_elapsed START END: END - START in seconds, one decimal.
 bench_elapsed() { awk -v s="$1" -v e="$2" 'BEGIN { printf "%.1f\n", e - s }'; }
 

@@ -78,7 +78,8 @@ def test_report_names_the_host_that_finished_last():
         "date": "d",
         "debian": "12",
         "ansible": "a",
-        "machine": "m",
+        "machine": "2 CPUs, load 1.0",
+        "cpu_seconds": {"first": 162.0, "second": 20.0, "floor": 60.0},
         "first_seconds": 90.0,
         "second_seconds": 10.0,
         "floor_seconds": 50.0,
@@ -96,3 +97,5 @@ def test_report_names_the_host_that_finished_last():
     assert "| app1 | 80.0 | 80.0 | 0.0 | 0.0 | 45.0 | 30.0 | 15.0 |" in text
     assert "| app2 | 70.0 | 70.0 | 0.0 | 0.0 |  |  |  |" in text
     assert "host that finished last (app1)" in text
+    assert "first converge 162 (90 % of 2 CPUs over its 90 s);" in text
+    assert "floor 60 (60 % of 2 CPUs over its 50 s)." in text
