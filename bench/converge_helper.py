@@ -183,16 +183,16 @@ def report(results):
     cpus_match = re.match(r"\s*(\d+) CPUs", results["machine"])
     cpus = int(cpus_match.group(1)) if cpus_match else 0
     if cpus and {"first", "floor"} <= set(cpu):
-        busy = [
-            f"{title} {cpu[run]:.0f} ({100 * cpu[run] / (cpus * seconds):.0f} % of {cpus} CPUs over its "
+        lines += ["Busy CPU-seconds of the whole machine (/proc/stat), the containers included:", ""]
+        lines += [
+            f"- {title}: {cpu[run]:.0f} ({100 * cpu[run] / (cpus * seconds):.0f} % of {cpus} CPUs over its "
             f"{seconds:.0f} s)"
             for title, run, seconds in (("first converge", "first", first), ("floor", "floor", floor))
         ]
         lines += [
-            f"Busy CPU-seconds of the whole machine: {busy[0]};",
-            f"{busy[1]}. Each Ansible task costs CPU on the controller (a forked worker, the module's payload,",
-            "templating) and on the host (a Python process for the module), and the apt and pip work competes for",
-            "the same CPUs.",
+            "",
+            "Each Ansible task costs CPU on the controller (a forked worker, the module's payload, templating) and",
+            "on the host (a Python process for the module), and the apt and pip work competes for the same CPUs.",
             "",
         ]
     hosts, floor_hosts = results.get("first_timeline", {}), results.get("floor_steps", {})

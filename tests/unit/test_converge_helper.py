@@ -97,5 +97,5 @@ def test_report_names_the_host_that_finished_last():
     assert "| app1 | 80.0 | 80.0 | 0.0 | 0.0 | 45.0 | 30.0 | 15.0 |" in text
     assert "| app2 | 70.0 | 70.0 | 0.0 | 0.0 |  |  |  |" in text
     assert "host that finished last (app1)" in text
-    assert "first converge 162 (90 % of 2 CPUs over its 90 s);" in text
-    assert "floor 60 (60 % of 2 CPUs over its 50 s)." in text
+    assert "- first converge: 162 (90 % of 2 CPUs over its 90 s)" in text
+    assert "- floor: 60 (60 % of 2 CPUs over its 50 s)" in text
