@@ -2,7 +2,8 @@
 
 Behaviour, observed from the hosts: tasks reach the worker of their queue (and only that one), workers answer
 pings under their node names, run as the non-root user, come back after a crash, and a change of one worker's
-settings restarts that worker only. The broker password stays out of supervisor files and argv.
+settings restarts that worker only, while a change of supervisord.conf restarts supervisord itself. The broker
+password stays out of supervisor files and argv.
 """
 
 import json
@@ -153,3 +154,33 @@ def test_changing_one_worker_restarts_only_that_worker(app1, app2, inventory, tm
         run_playbook(inventory)
     assert running_pid(app1, "celery-customers") == pid1
     assert send_task(app1, "core.whoami")["result"]["node"] == DEFAULT_NODE
+
+
+def supervisord_pid(host):
+    """supervisord's main PID as systemd reports it (0 when it does not run)."""
+    return int(host.run("systemctl show --property=MainPID --value supervisor").stdout.strip() or 0)
+
+
+def test_supervisord_restarts_for_its_own_config_only(app2, inventory, tmp_path):
+    """A supervisord.conf change restarts supervisord (the handler), and its workers run again afterwards; a run
+    that changes nothing leaves the same supervisord in place."""
+    override = tmp_path / "loglevel.json"
+    override.write_text(json.dumps({"supervisor_loglevel": "debug"}))
+    before = supervisord_pid(app2)
+    assert before
+    try:
+        run_playbook_from(inventory, PLAYBOOK, "--limit", "app2", extra_vars=override)
+        changed = supervisord_pid(app2)
+        assert changed
+        assert changed != before
+        assert "loglevel=debug" in app2.file("/etc/supervisor/supervisord.conf").content_string
+        assert running_pid(app2, "celery-default")
+    finally:
+        run_playbook_from(inventory, PLAYBOOK, "--limit", "app2")
+    restored = supervisord_pid(app2)
+    assert restored
+    assert restored != changed
+    assert "loglevel=info" in app2.file("/etc/supervisor/supervisord.conf").content_string
+    run_playbook_from(inventory, PLAYBOOK, "--limit", "app2")
+    assert supervisord_pid(app2) == restored
+    assert running_pid(app2, "celery-default")
