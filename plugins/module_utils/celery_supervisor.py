@@ -59,7 +59,7 @@ SIGTERM_NUMBER = 15
 #: seconds an EXITED program is left to supervisord's autorestart before the module calls startProcess itself
 AUTORESTART_GRACE = 3.0
 # The reply wait of a ping sent while supervisor still counts startsecs (the node may not listen yet).
-EARLY_PING_TIMEOUT = 0.5
+EARLY_PING_TIMEOUT = 0.3
 
 # Celery global options (``celery [OPTIONS] COMMAND``) that take a value and that the ``inspect`` probes must
 # repeat so that they reach the same app and broker as the worker.
@@ -902,6 +902,7 @@ class WorkerController:
         answered_pid = None
         exited_since = None
         while True:
+            pause = self.params["poll_interval"]
             info = self.client.process_info(spec["name"])
             progress = start_progress(info, old_pid, spec["startsecs"])
             pid = info.get("pid") or 0
@@ -917,8 +918,13 @@ class WorkerController:
             elif progress == "starting" and new_process(info, old_pid) and answered_pid != pid:
                 # Ping while supervisor counts startsecs, with a short timeout (a node still booting misses the
                 # broadcast): the answer holds for this pid only, the RUNNING past startsecs is still awaited.
+                asked = self.clock()
                 if self.probe.ping(spec, timeout=min(self.params["ping_timeout"], EARLY_PING_TIMEOUT)):
                     answered_pid = pid
+                    # Look again at once: startsecs may have passed while the probe ran.
+                    continue
+                # The probe's own run (Celery's start-up, then the reply wait) counts as this round's pause.
+                pause = max(0.0, pause - (self.clock() - asked))
             elif progress in ("needs_start", "fatal"):
                 if exited_since is not None and self.clock() - exited_since < self._autorestart_grace():
                     # supervisord's autorestart spawns an EXITED program on its next tick: give it that chance.
@@ -943,7 +949,8 @@ class WorkerController:
                         [result],
                     )
                 self._fail_not_up(spec, result, info)
-            self._wait()
+            if pause > 0:
+                self.sleep(pause)
 
     def _autorestart_grace(self):
         return max(AUTORESTART_GRACE, 2 * self.params["poll_interval"])

@@ -798,6 +798,39 @@ def test_restart_early_answer_still_waits_for_running_past_startsecs(clock, cust
     assert all(when < 17.6 for when, _node in probe.pings)
 
 
+class SlowProbe(FakeProbe):
+    """A ping that takes ``cost`` seconds of the clock, as a real `celery inspect ping` does (Celery's start-up,
+    then the reply wait); whether the node answers is judged when the ping is sent."""
+
+    def __init__(self, clock, cost, **kwargs):
+        super().__init__(clock, **kwargs)
+        self.cost = cost
+
+    def ping(self, spec, timeout=None):
+        answered = super().ping(spec, timeout)
+        self.clock.now += self.cost
+        return answered
+
+
+def test_restart_unanswered_early_ping_is_the_rounds_pause(clock, customers):
+    customers.hooks["signal"] = warm_exit_and_respawn(drain=12)  # STARTING at 12.5, RUNNING at 17.6
+    probe = SlowProbe(clock, cost=1.2, answers_after=14)
+    _changed, result = controller(customers, probe, clock).run()
+    # a ping longer than poll_interval (1.0) is followed by the next one at once, not after another second
+    assert [when for when, _node in probe.pings] == pytest.approx([13.0, 14.2])
+    assert result["programs"][0]["pid_after"] == 2002
+
+
+def test_restart_answered_early_ping_looks_again_at_once(clock, customers):
+    customers.hooks["signal"] = warm_exit_and_respawn(drain=12, startsecs=1)  # RUNNING at 13.6
+    probe = SlowProbe(clock, cost=1.2, answers_after=13)
+    _changed, result = controller(customers, probe, clock).run()
+    [item] = result["programs"]
+    # answered at 13.0, the ping returned at 14.2, when supervisor already reported RUNNING past startsecs
+    assert item["total_seconds"] == pytest.approx(14.2)
+    assert len(probe.pings) == 1
+
+
 def test_restart_early_answer_of_a_process_that_died_does_not_count(clock, customers):
     def hook(fake, name, _signal_name=None):
         fake.schedule(12, name, statename="EXITED", pid=0)
