@@ -33,21 +33,66 @@ bench_inventory "$prefix" "$work/inventory"
 export ANSIBLE_CALLBACK_PLUGINS="$here/callback_plugins"
 export ANSIBLE_CALLBACKS_ENABLED=host_timeline
 
-# converge NAME: run site.yml against the bench inventory; the wall seconds on stdout, the log in $work and the
-# machine's busy CPU-seconds in $work/NAME.cpu.
+HOSTS=(broker app1 app2)
+
+# hosts_cpu FILE: each container's CPU-seconds so far, one "HOST SECONDS" line per host, into FILE.
+hosts_cpu() {
+  local host
+  for host in "${HOSTS[@]}"; do
+    printf '%s %s\n' "$host" "$(bench_container_cpu "$prefix-$host")"
+  done >"$1"
+}
+
+# cpu_parts RUN: --cpu-part arguments for the report from $work/RUN.hosts0, RUN.hosts1 (containers before and
+# after) and RUN.controller (the controller's processes).
+cpu_parts() {
+  local run="$1"
+  printf -- '--cpu-part\n%s:controller=%s\n' "$run" "$(cat "$work/$run.controller")"
+  paste -d' ' "$work/$run.hosts0" "$work/$run.hosts1" |
+    awk -v run="$run" '$2 != "" && $4 != "" { printf "--cpu-part\n%s:%s=%.2f\n", run, $1, $4 - $2 }'
+}
+
+# converge NAME: run site.yml against the bench inventory; the wall seconds on stdout, the log in $work, the
+# machine's busy CPU-seconds in $work/NAME.cpu, the controller's in NAME.controller, the containers' in
+# NAME.hosts0/NAME.hosts1.
 converge() {
   local name="$1" start end busy
   bench_say "$name converge (log: $work/$name.log)"
+  hosts_cpu "$work/$name.hosts0"
   busy=$(bench_busy)
   start=$(bench_now)
-  if ! HOST_TIMELINE_FILE="$work/$name.timeline" ansible-playbook -i "$work/inventory" playbooks/site.yml \
-    >"$work/$name.log" 2>&1; then
+  if ! (
+    HOST_TIMELINE_FILE="$work/$name.timeline" ansible-playbook -i "$work/inventory" playbooks/site.yml \
+      >"$work/$name.log" 2>&1 || exit
+    bench_children_cpu >"$work/$name.controller"
+  ); then
     tail -n 40 "$work/$name.log" >&2
     bench_die "the $name converge failed"
   fi
   end=$(bench_now)
   bench_elapsed "$busy" "$(bench_busy)" >"$work/$name.cpu"
+  hosts_cpu "$work/$name.hosts1"
   bench_elapsed "$start" "$end"
+}
+
+# task_loop: what one remote task costs, measured on app1 with bench/task_cost.yml (TASK_LOOP stat tasks in a
+# loop): the machine's busy CPU-seconds in $work/loop.cpu, the controller's and the containers' as above.
+TASK_LOOP=30
+task_loop() {
+  local busy
+  bench_say "$TASK_LOOP remote tasks in a loop on app1 (the cost of one task)"
+  hosts_cpu "$work/loop.hosts0"
+  busy=$(bench_busy)
+  if ! (
+    ansible-playbook -i "$work/inventory" "$here/task_cost.yml" -e "bench_task_count=$TASK_LOOP" \
+      >"$work/loop.log" 2>&1 || exit
+    bench_children_cpu >"$work/loop.controller"
+  ); then
+    tail -n 20 "$work/loop.log" >&2
+    bench_die "the task loop failed"
+  fi
+  bench_elapsed "$busy" "$(bench_busy)" >"$work/loop.cpu"
+  hosts_cpu "$work/loop.hosts1"
 }
 
 bench_say "fresh containers for the converges ($prefix, Debian $release)"
@@ -55,42 +100,51 @@ bench_lab_down "$prefix" >/dev/null
 bench_lab_up "$prefix" "$release"
 first=$(converge first)
 second=$(converge second)
+task_loop
 debian=$(bench_debian "$prefix-app1")
 bench_say "first converge ${first} s, second ${second} s"
 
 bench_say "fresh containers for the floor"
 bench_lab_down "$prefix" >/dev/null
 bench_lab_up "$prefix" "$release"
-for host in broker app1 app2; do
+for host in "${HOSTS[@]}"; do
   python3 "$here/converge_helper.py" floor "$host" >"$work/floor-$host.sh"
 done
+hosts_cpu "$work/floor.hosts0"
 busy=$(bench_busy)
 start=$(bench_now)
-pids=()
-for host in broker app1 app2; do
-  docker exec -i "$prefix-$host" bash -s <"$work/floor-$host.sh" >"$work/floor-$host.log" 2>&1 &
-  pids+=($!)
-done
-status=0
-for pid in "${pids[@]}"; do
-  wait "$pid" || status=$?
-done
-end=$(bench_now)
-if [ "$status" -ne 0 ]; then
+# In a subshell, so that its `times` counts the floor's docker exec clients only.
+if ! (
+  pids=()
+  for host in "${HOSTS[@]}"; do
+    docker exec -i "$prefix-$host" bash -s <"$work/floor-$host.sh" >"$work/floor-$host.log" 2>&1 &
+    pids+=($!)
+  done
+  status=0
+  for pid in "${pids[@]}"; do
+    wait "$pid" || status=$?
+  done
+  bench_children_cpu >"$work/floor.controller"
+  exit "$status"
+); then
   tail -n 20 "$work"/floor-*.log >&2
   bench_die "the floor script failed"
 fi
+end=$(bench_now)
+hosts_cpu "$work/floor.hosts1"
 floor=$(bench_elapsed "$start" "$end")
 bench_elapsed "$busy" "$(bench_busy)" >"$work/floor.cpu"
 bench_say "floor ${floor} s"
 
+mapfile -t cpu_args < <(cpu_parts first && cpu_parts floor && cpu_parts loop)
 python3 "$here/converge_helper.py" report \
   --first-seconds "$first" --second-seconds "$second" --floor-seconds "$floor" \
   --first-log "$work/first.log" --second-log "$work/second.log" --first-timeline "$work/first.timeline" \
   --floor-start "$start" --floor-log broker="$work/floor-broker.log" --floor-log app1="$work/floor-app1.log" \
   --floor-log app2="$work/floor-app2.log" \
   --cpu-seconds "first=$(cat "$work/first.cpu")" --cpu-seconds "second=$(cat "$work/second.cpu")" \
-  --cpu-seconds "floor=$(cat "$work/floor.cpu")" \
+  --cpu-seconds "floor=$(cat "$work/floor.cpu")" --cpu-seconds "loop=$(cat "$work/loop.cpu")" \
+  "${cpu_args[@]}" --task-loop "$TASK_LOOP" \
   --debian "$debian" --ansible "$(ansible --version | head -n 1)" \
   --machine "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg) at the end" \
   --date "$(date -u +%Y-%m-%d)" --output "$output" --json "${BENCH_JSON:-/dev/null}"

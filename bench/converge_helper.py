@@ -195,6 +195,7 @@ def report(results):
             "on the host (a Python process for the module), and the apt and pip work competes for the same CPUs.",
             "",
         ]
+    lines += cpu_parts_lines(results)
     hosts, floor_hosts = results.get("first_timeline", {}), results.get("floor_steps", {})
     if hosts:
         lines += [
@@ -230,6 +231,51 @@ def report(results):
     return "\n".join(lines), missed
 
 
+def cpu_parts(items):
+    """``["first:app1=61.5", ...]`` -> ``{"first": {"app1": 61.5}, ...}``."""
+    parts = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        run, where = key.split(":", 1)
+        parts.setdefault(run, {})[where] = float(value)
+    return parts
+
+
+def cpu_parts_lines(results):
+    """Markdown: where the CPU-seconds of the first converge and of the floor went, and one remote task's cost."""
+    parts, cpu = results.get("cpu_parts", {}), results.get("cpu_seconds", {})
+    if not {"first", "floor"} <= set(parts) or not {"first", "floor"} <= set(cpu):
+        return []
+    wheres = ["controller"] + sorted(where for where in parts["first"] if where != "controller")
+    header = ["run"] + [f"{where} CPU-s" for where in wheres] + ["rest of the machine", "whole machine"]
+    lines = [
+        "Where those CPU-seconds went: the controller (ansible-playbook with its forked workers and `docker exec`",
+        "calls; for the floor, its `docker exec` clients), each container (its cgroup), and the rest of the",
+        "machine (the Docker daemons, the kernel):",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+    ]
+    rows = {}
+    for title, run in (("first converge", "first"), ("floor", "floor")):
+        values = [parts[run].get(where, 0.0) for where in wheres]
+        values += [cpu[run] - sum(values), cpu[run]]
+        rows[run] = values
+        lines.append(f"| {title} | " + " | ".join(f"{value:.1f}" for value in values) + " |")
+    difference = [a - b for a, b in zip(rows["first"], rows["floor"])]
+    lines += ["| difference | " + " | ".join(f"{value:+.1f}" for value in difference) + " |", ""]
+    count, loop = results.get("task_loop"), parts.get("loop", {})
+    if count and "loop" in cpu and "app1" in loop:
+        lines += [
+            f"One remote task, measured in the same run ({count} `ansible.builtin.stat` tasks in a loop on app1,",
+            f"bench/task_cost.yml): {loop['app1'] / count:.2f} CPU-s on the host, "
+            f"{loop.get('controller', 0.0) / count:.2f} on the controller, {cpu['loop'] / count:.2f} on the whole "
+            "machine.",
+            "",
+        ]
+    return lines
+
+
 def _read(path):
     return pathlib.Path(path).read_text(encoding="utf-8", errors="replace")
 
@@ -248,6 +294,10 @@ def main(argv=None):
     rep.add_argument("--floor-start", type=float, help="epoch seconds when the floor scripts started")
     rep.add_argument("--floor-log", action="append", default=[], metavar="HOST=LOG", help="a floor host's log")
     rep.add_argument("--cpu-seconds", action="append", default=[], metavar="RUN=S", help="busy CPU-seconds of a run")
+    rep.add_argument(
+        "--cpu-part", action="append", default=[], metavar="RUN:WHERE=S", help="CPU-seconds of a run in one place"
+    )
+    rep.add_argument("--task-loop", type=int, help="how many tasks the 'loop' run ran")
     rep.add_argument("--json", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     if args.command == "floor":
@@ -269,6 +319,8 @@ def main(argv=None):
         "second_recap": recap(logs["second"]),
         "first_timeline": timeline(_read(args.first_timeline)) if args.first_timeline else {},
         "cpu_seconds": {run: float(value) for run, value in (item.split("=", 1) for item in args.cpu_seconds)},
+        "cpu_parts": cpu_parts(args.cpu_part),
+        "task_loop": args.task_loop,
         "floor_steps": {
             host: floor_steps(_read(path), args.floor_start)
             for host, path in (item.split("=", 1) for item in args.floor_log)

@@ -62,6 +62,40 @@ bench_busy() {
   awk '$1 == "cpu" { printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / 100; exit }' /proc/stat
 }
 
+# bench_container_cpu CONTAINER: CPU-seconds the container's processes have used since it started (its cgroup:
+# cpuacct.usage in nanoseconds on cgroup v1, usage_usec in cpu.stat on v2); empty when neither is found.
+bench_container_cpu() {
+  local id file
+  id=$(docker inspect --format '{{.Id}}' "$1")
+  for file in "/sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage" "/sys/fs/cgroup/cpu,cpuacct/docker/$id/cpuacct.usage"; do
+    if [ -r "$file" ]; then
+      awk '{ printf "%.2f\n", $1 / 1e9 }' "$file"
+      return 0
+    fi
+  done
+  for file in "/sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat" "/sys/fs/cgroup/docker/$id/cpu.stat"; do
+    if [ -r "$file" ]; then
+      awk '$1 == "usage_usec" { printf "%.2f\n", $2 / 1e6 }' "$file"
+      return 0
+    fi
+  done
+}
+
+# bench_children_cpu: the CPU-seconds (user + system) of the calling shell's finished children, from `times`.
+# Call it at the end of a subshell that ran the command: its children are that command and their own children.
+# (`times` runs in this shell, not in a pipeline's subshell, which would have no children.)
+bench_children_cpu() {
+  local file
+  file=$(mktemp)
+  times >"$file"
+  awk 'NR == 2 {
+    total = 0
+    for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); total += t[1] * 60 + t[2] }
+    printf "%.2f\n", total
+  }' "$file"
+  rm -f "$file"
+}
+
 # bench_elapsed START END: END - START in seconds, one decimal.
 bench_elapsed() { awk -v s="$1" -v e="$2" 'BEGIN { printf "%.1f\n", e - s }'; }
 

@@ -99,3 +99,32 @@ def test_report_names_the_host_that_finished_last():
     assert "host that finished last (app1)" in text
     assert "- first converge: 162 (90 % of 2 CPUs over its 90 s)" in text
     assert "- floor: 60 (60 % of 2 CPUs over its 50 s)" in text
+
+
+def test_cpu_parts_parses_run_place_and_seconds():
+    assert converge_helper.cpu_parts(["first:app1=61.5", "first:controller=35", "floor:app1=49.25"]) == {
+        "first": {"app1": 61.5, "controller": 35.0},
+        "floor": {"app1": 49.25},
+    }
+
+
+def test_report_splits_the_cpu_by_place_and_prices_one_task():
+    results = {
+        "cpu_seconds": {"first": 200.0, "floor": 110.0, "loop": 12.0},
+        "cpu_parts": {
+            "first": {"controller": 35.0, "app1": 70.0, "broker": 25.0},
+            "floor": {"controller": 1.0, "app1": 50.0, "broker": 17.0},
+            "loop": {"controller": 3.0, "app1": 6.0, "broker": 0.0},
+        },
+        "task_loop": 30,
+    }
+    lines = converge_helper.cpu_parts_lines(results)
+    assert "| run | controller CPU-s | app1 CPU-s | broker CPU-s | rest of the machine | whole machine |" in lines
+    assert "| first converge | 35.0 | 70.0 | 25.0 | 70.0 | 200.0 |" in lines
+    assert "| floor | 1.0 | 50.0 | 17.0 | 42.0 | 110.0 |" in lines
+    assert "| difference | +34.0 | +20.0 | +8.0 | +28.0 | +90.0 |" in lines
+    assert any("0.20 CPU-s on the host, 0.10 on the controller, 0.40 on the whole machine" in line for line in lines)
+
+
+def test_report_leaves_out_the_cpu_split_it_was_not_given():
+    assert converge_helper.cpu_parts_lines({"cpu_seconds": {"first": 1.0, "floor": 1.0}}) == []
