@@ -148,7 +148,8 @@ def parse_worker_command(command):
 
     Returns a dict with ``wrapper`` (argv[0]), ``global_args`` (``--opt=value`` strings to repeat before
     ``inspect``, e.g. ``--app=proj:app``), ``hostname`` (the raw ``-n``/``--hostname`` template or None) and
-    ``queues`` (list; ``['celery']`` when ``-Q``/``--queues`` is absent).
+    ``queues`` (list; ``['celery']`` when ``-Q``/``--queues`` is absent) and ``pool`` (``-P``/``--pool``;
+    ``prefork`` when absent).
     Raises ``ValueError`` when the command has no ``worker`` subcommand.
     """
     try:
@@ -186,6 +187,7 @@ def parse_worker_command(command):
 
     hostname = None
     queues = None
+    pool = None
     index = subcommand_index + 1
     while index < len(argv):
         value, consumed = _option_value(argv, index, ("--hostname",), ("-n",))
@@ -196,6 +198,11 @@ def parse_worker_command(command):
         value, consumed = _option_value(argv, index, ("--queues",), ("-Q",))
         if consumed:
             queues = [queue.strip() for queue in value.split(",") if queue.strip()]
+            index += consumed
+            continue
+        value, consumed = _option_value(argv, index, ("--pool",), ("-P",))
+        if consumed:
+            pool = value
             index += consumed
             continue
         # Celery 5 wants -A/--app before the subcommand; accept it after ``worker`` too for the probes.
@@ -211,6 +218,7 @@ def parse_worker_command(command):
         "global_args": global_args,
         "hostname": hostname,
         "queues": queues or [DEFAULT_QUEUE],
+        "pool": pool or "prefork",
     }
 
 
@@ -266,6 +274,7 @@ def build_worker_spec(config, hostname):
         "global_args": parsed["global_args"],
         "node": node,
         "queues": parsed["queues"],
+        "pool": parsed["pool"],
         "startsecs": int(config.get("startsecs") or 0),
         "stopwaitsecs": int(config.get("stopwaitsecs") or 0),
         "stopsignal": config.get("stopsignal"),
@@ -474,7 +483,7 @@ def ping_answered(rc, stdout, node, custom=False):
 
 
 def active_task_count(rc, stdout, node):
-    """Return how many tasks ``inspect active --json`` lists for ``node``, or None when unknown."""
+    """Return how many tasks ``inspect active --json`` (or ``reserved``) lists for ``node``, or None when unknown."""
     if rc != 0:
         return None
     replies = parse_inspect_json(stdout)
@@ -496,6 +505,24 @@ def build_inspect_argv(spec, action, timeout):
     argv.extend(spec["global_args"])
     argv.extend(["inspect", action, "--destination", spec["node"], "--timeout", _format_seconds(timeout), "--json"])
     return argv
+
+
+def build_control_argv(spec, command, arguments, timeout):
+    """Build ``<wrapper> [--app=...] control <command> <arguments> --destination <node> --timeout <s> --json``."""
+    argv = [spec["wrapper"]]
+    argv.extend(spec["global_args"])
+    argv.extend(["control", command, *arguments])
+    argv.extend(["--destination", spec["node"], "--timeout", _format_seconds(timeout), "--json"])
+    return argv
+
+
+def control_confirmed(rc, stdout, node):
+    """Tell whether ``celery control ... --json`` printed an ``{"ok": ...}`` reply from ``node``."""
+    if rc != 0:
+        return False
+    replies = parse_inspect_json(stdout)
+    reply = (replies or {}).get(node)
+    return isinstance(reply, dict) and "ok" in reply
 
 
 def build_ping_argv(spec, timeout, override=None):
@@ -542,6 +569,7 @@ def program_result(spec, info_before, action, check_mode):
         "state_before": state,
         "state_after": None,
         "active_tasks": None,
+        "quiesce_seconds": None,
         "drain_seconds": None,
         "shutdown": None,
         "total_seconds": 0.0,
@@ -582,6 +610,9 @@ def validate_params(params):
         value = params.get(key)
         if value is not None and value <= 0:
             errors.append(f"{key} must be greater than 0 (got {value})")
+    value = params.get("quiesce_timeout")
+    if value is not None and value < 0:
+        errors.append(f"quiesce_timeout must be 0 (no quiesce) or more (got {value})")
     for key in ("name", "queue"):
         value = params.get(key)
         if value is not None and not value.strip():
@@ -765,11 +796,26 @@ class CeleryProbe:
 
     def active_tasks(self, spec):
         """Best effort: the number of tasks the node is executing, or None."""
+        return self._listed_tasks(spec, "active")
+
+    def reserved_tasks(self, spec):
+        """Best effort: the number of tasks the node has received but not started, or None."""
+        return self._listed_tasks(spec, "reserved")
+
+    def _listed_tasks(self, spec, action):
         try:
-            rc, out = self._run(build_inspect_argv(spec, "active", self.ping_timeout))
+            rc, out = self._run(build_inspect_argv(spec, action, self.ping_timeout))
         except Exception:  # pylint: disable=broad-except
             return None
         return active_task_count(rc, out, spec["node"])
+
+    def cancel_consumer(self, spec, queue):
+        """Ask the node to stop consuming from ``queue``; whether it confirmed."""
+        try:
+            rc, out = self._run(build_control_argv(spec, "cancel_consumer", [queue], self.ping_timeout))
+        except Exception:  # pylint: disable=broad-except
+            return False
+        return control_confirmed(rc, out, spec["node"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -831,11 +877,39 @@ class WorkerController:
                 return info, False
             self._wait()
 
+    def quiesce(self, spec, result):
+        """Before a prefork worker's warm shutdown: stop its consumers, then wait until it has started every task
+        it had received, at most ``quiesce_timeout`` seconds.
+
+        A prefork worker acknowledges a task from its event loop once a pool process has accepted it; a task
+        accepted after the warm shutdown ended that loop runs, but its acknowledgement is never sent, so the broker
+        delivers it again (Celery issue 3796). With nothing received and unstarted, no task can be accepted then.
+        """
+        limit = self.params["quiesce_timeout"]
+        if not limit or spec.get("pool", "prefork") != "prefork":
+            return
+        started = self.clock()
+        confirmed = [queue for queue in spec["queues"] if self.probe.cancel_consumer(spec, queue)]
+        if confirmed:
+            deadline = started + limit
+            while True:
+                reserved = self.probe.reserved_tasks(spec)
+                if not reserved or self.clock() >= deadline:
+                    break
+                self._wait()
+        else:
+            self.warnings.append(
+                f"worker '{spec['name']}': node {spec['node']} did not confirm `celery control cancel_consumer` "
+                f"for {', '.join(spec['queues'])}; its warm shutdown began without the quiesce"
+            )
+        result["quiesce_seconds"] = self._elapsed(started)
+
     def drain(self, spec, result, mode):
         """Warm shutdown of the running worker, then ``on_timeout`` if it is still busy after ``timeout``."""
         old_pid = result["pid_before"]
         if self.params["inspect_active"]:
             result["active_tasks"] = self.probe.active_tasks(spec)
+        self.quiesce(spec, result)
         started = self.clock()
         if mode == "stop":
             # stopProcess sends the configured stopsignal (TERM) to the main pid only (no stopasgroup) and marks

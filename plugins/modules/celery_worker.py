@@ -19,8 +19,13 @@ description:
     while running tasks finish, lets supervisor's C(autorestart) spawn a new process (or calls C(startProcess) if
     the program ends up C(EXITED), C(STOPPED) or C(FATAL)), then waits until supervisor reports C(RUNNING) past
     C(startsecs) with a new pid B(and) the node answers C(celery inspect ping). Pings start as soon as the new
-    process exists (with a reply wait of at most half a second while supervisor still counts C(startsecs)), so the
+    process exists (with a reply wait of at most 0.3 seconds while supervisor still counts C(startsecs)), so the
     wait ends when both conditions hold, not one after the other.
+  - Before the C(SIGTERM) (or C(stopProcess)) of a B(prefork) worker, the module quiesces it (see
+    I(quiesce_timeout)) with C(celery control cancel_consumer) for each of its queues, then C(celery inspect
+    reserved) until every task it had received has started. A prefork worker acknowledges a task from its event
+    loop when a pool process accepts it; a task accepted after the warm shutdown ended that loop still runs, but
+    its acknowledgement is never sent and the broker delivers it again, so it would run twice.
   - A B(warm stop) uses supervisor C(stopProcess), which sends the configured C(stopsignal) (C(TERM)) to the main
     process and marks the program stopped so that C(autorestart) leaves it down. supervisord itself sends
     C(SIGKILL) to the process group after the program's C(stopwaitsecs), whatever I(on_timeout) says, so keep
@@ -106,8 +111,9 @@ options:
     default: 0.25
   ping_timeout:
     description:
-      - The C(--timeout) in seconds given to C(celery inspect ping) and C(celery inspect active); pings sent
-        while the new process is still C(STARTING) wait at most half a second.
+      - The C(--timeout) in seconds given to C(celery inspect ping), C(inspect active), C(inspect reserved) and
+        C(control cancel_consumer); pings sent while the new process is still C(STARTING) wait at most 0.3
+        seconds.
     type: float
     default: 5.0
   ping_command:
@@ -119,6 +125,14 @@ options:
         that output has a reply from the node.
     type: list
     elements: str
+  quiesce_timeout:
+    description:
+      - At most this many seconds of quiesce before the warm shutdown of a prefork worker (C(--pool) absent or
+        C(prefork)); C(0) shuts it down at once. Other pools acknowledge outside an event loop and skip it.
+      - If the node does not confirm C(cancel_consumer), the module warns and shuts it down at once. Tasks still
+        waiting for a free pool process when the time is up go back to the broker at the shutdown, as without it.
+    type: float
+    default: 10
   inspect_active:
     description:
       - Run C(celery inspect active) when the drain begins to report how many tasks were running
@@ -245,6 +259,7 @@ programs:
       state_before: RUNNING
       state_after: RUNNING
       active_tasks: 3
+      quiesce_seconds: 2.1
       drain_seconds: 17.2
       shutdown: warm
       total_seconds: 24.9
@@ -303,6 +318,13 @@ programs:
       returned: always
       type: int
       sample: 3
+    quiesce_seconds:
+      description:
+        - Seconds from C(cancel_consumer) until the warm shutdown signal (see I(quiesce_timeout)); C(null) when
+          there was no quiesce (no drain, not a prefork worker, or I(quiesce_timeout=0)).
+      returned: always
+      type: float
+      sample: 2.1
     drain_seconds:
       description: Seconds from the warm shutdown signal until the old process was gone; C(null) without a drain.
       returned: always
@@ -365,6 +387,7 @@ def argument_spec():
         poll_interval=dict(type="float", default=0.25),
         ping_timeout=dict(type="float", default=5.0),
         ping_command=dict(type="list", elements="str"),
+        quiesce_timeout=dict(type="float", default=10.0),
         inspect_active=dict(type="bool", default=True),
         socket=dict(type="path", default=DEFAULT_SOCKET),
     )

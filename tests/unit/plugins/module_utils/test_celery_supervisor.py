@@ -132,6 +132,10 @@ class FakeProbe:
         self.pings = []
         self.ping_timeouts = []
         self.last_output = "Error: No nodes replied within time constraint"
+        self.cancelled = []
+        self.confirms = True
+        self.reserved = []  # successive `inspect reserved` counts, then 0
+        self.reserved_asks = []
 
     def ping(self, spec, timeout=None):
         self.pings.append((self.clock.now, spec["node"]))
@@ -140,6 +144,14 @@ class FakeProbe:
 
     def active_tasks(self, spec):
         return self.active
+
+    def cancel_consumer(self, spec, queue):
+        self.cancelled.append((self.clock.now, spec["node"], queue))
+        return self.confirms
+
+    def reserved_tasks(self, spec):
+        self.reserved_asks.append(self.clock.now)
+        return self.reserved.pop(0) if self.reserved else 0
 
 
 def params(**overrides):
@@ -155,6 +167,7 @@ def params(**overrides):
         "ping_timeout": 5.0,
         "ping_command": None,
         "inspect_active": True,
+        "quiesce_timeout": 10.0,
         "socket": "/var/run/supervisor.sock",
     }
     values.update(overrides)
@@ -566,6 +579,20 @@ def test_celery_probe_ping_and_active():
     assert runner.argvs[0][:3] == ["/usr/bin/timeout", "--kill-after=5", "65"]
     assert runner.argvs[0][3:] == cs.build_ping_argv(SPEC, 5.0)
     assert runner.argvs[1][3:] == cs.build_inspect_argv(SPEC, "active", 5.0)
+
+
+def test_celery_probe_reserved_and_cancel_consumer():
+    runner = RecordingRunner(
+        (0, '{"celery@customers.app1": [{"id": 1}, {"id": 2}]}', ""),
+        (0, '{"celery@customers.app1": {"ok": "no longer consuming from customers"}}', ""),
+        OSError("boom"),
+    )
+    probe = cs.CeleryProbe(runner, ping_timeout=5.0)
+    assert probe.reserved_tasks(SPEC) == 2
+    assert probe.cancel_consumer(SPEC, "customers") is True
+    assert probe.cancel_consumer(SPEC, "customers") is False
+    assert runner.argvs[0] == cs.build_inspect_argv(SPEC, "reserved", 5.0)
+    assert runner.argvs[1] == cs.build_control_argv(SPEC, "cancel_consumer", ["customers"], 5.0)
 
 
 def test_celery_probe_custom_ping():
@@ -1274,3 +1301,122 @@ def test_group_with_a_non_worker_fails_before_anything(clock):
     with pytest.raises(cs.CeleryWorkerError, match="'g:beat' is not a Celery worker"):
         controller(fake, FakeProbe(clock), clock, name="g:*").run()
     assert fake.mutations() == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Quiesce before a prefork worker's warm shutdown
+# ---------------------------------------------------------------------------------------------------------------
+
+DEFAULT_CMD = f"{WRAPPER} worker {APP} --queues=celery,mail --hostname=default.%h --concurrency=8"
+
+
+@pytest.mark.parametrize(
+    ("command", "pool"),
+    [
+        (DEFAULT_CMD, "prefork"),
+        (CUSTOMERS_CMD, "eventlet"),
+        (INVOICES_CMD, "eventlet"),
+        (f"{WRAPPER} worker --pool threads", "threads"),
+        (f"{WRAPPER} worker -Pgevent", "gevent"),
+    ],
+)
+def test_parse_worker_command_reads_the_pool(command, pool):
+    assert cs.parse_worker_command(command)["pool"] == pool
+
+
+def test_control_argv_and_its_confirmation():
+    spec = cs.build_worker_spec(make_config("celery-default", DEFAULT_CMD), "app2")
+    assert cs.build_control_argv(spec, "cancel_consumer", ["mail"], 5.0) == [
+        WRAPPER,
+        APP,
+        "control",
+        "cancel_consumer",
+        "mail",
+        "--destination",
+        "celery@default.app2",
+        "--timeout",
+        "5",
+        "--json",
+    ]
+    node = "celery@default.app2"
+    assert cs.control_confirmed(0, '{"celery@default.app2": {"ok": "no longer consuming from mail"}}', node)
+    assert not cs.control_confirmed(0, '{"celery@default.app2": {"error": "nope"}}', node)
+    assert not cs.control_confirmed(0, '{"celery@other.app2": {"ok": "x"}}', node)
+    assert not cs.control_confirmed(1, "Error: No nodes replied within time constraint", node)
+
+
+@pytest.fixture
+def default_worker(clock):
+    configs = [make_config("celery-default", DEFAULT_CMD)]
+    return FakeSupervisor(clock, configs, [make_info("celery-default", "RUNNING", 1001)])
+
+
+def restart_default(default_worker, probe, clock, **overrides):
+    signals = []
+
+    def hook(fake, name, signal_name):
+        signals.append((clock.now, signal_name))
+        warm_exit_and_respawn(drain=12)(fake, name, signal_name)
+
+    default_worker.hooks["signal"] = hook
+    ctl = cs.WorkerController(
+        default_worker,
+        probe,
+        params(name="celery-default", **overrides),
+        clock=clock,
+        sleep=clock.sleep,
+        hostname="app2",
+    )
+    _changed, result = ctl.run()
+    return result["programs"][0], signals, ctl.warnings
+
+
+def test_prefork_restart_cancels_every_queue_and_waits_for_the_received_tasks_first(clock, default_worker):
+    probe = FakeProbe(clock, answers_after=0)
+    probe.reserved = [5, 2]  # then 0
+    item, signals, warnings = restart_default(default_worker, probe, clock)
+    assert [queue for _when, _node, queue in probe.cancelled] == ["celery", "mail"]
+    assert len(probe.reserved_asks) == 3
+    # TERM only once nothing received is waiting: after the third `inspect reserved`
+    assert [name for _when, name in signals] == ["TERM"]
+    assert signals[0][0] >= probe.reserved_asks[-1]
+    assert item["quiesce_seconds"] == pytest.approx(signals[0][0])
+    assert item["shutdown"] == "warm"
+    assert warnings == []
+
+
+def test_prefork_quiesce_is_bounded(clock, default_worker):
+    probe = FakeProbe(clock, answers_after=0)
+    probe.reserved = [3] * 100
+    item, signals, _warnings = restart_default(default_worker, probe, clock, quiesce_timeout=4.0)
+    assert 4.0 <= signals[0][0] <= 5.0
+    assert 4.0 <= item["quiesce_seconds"] <= 5.0
+
+
+def test_prefork_quiesce_unconfirmed_warns_and_shuts_down_at_once(clock, default_worker):
+    probe = FakeProbe(clock, answers_after=0)
+    probe.confirms = False
+    item, signals, warnings = restart_default(default_worker, probe, clock)
+    assert probe.reserved_asks == []
+    assert signals[0][0] == 0
+    assert item["quiesce_seconds"] == 0
+    assert "did not confirm `celery control cancel_consumer` for celery, mail" in warnings[0]
+
+
+def test_prefork_quiesce_timeout_zero_skips_it(clock, default_worker):
+    probe = FakeProbe(clock, answers_after=0)
+    item, _signals, _warnings = restart_default(default_worker, probe, clock, quiesce_timeout=0)
+    assert probe.cancelled == []
+    assert item["quiesce_seconds"] is None
+
+
+def test_green_pool_restart_has_no_quiesce(clock, customers):
+    customers.hooks["signal"] = warm_exit_and_respawn(drain=12)
+    probe = FakeProbe(clock, answers_after=0)
+    _changed, result = controller(customers, probe, clock).run()
+    assert probe.cancelled == []
+    assert result["programs"][0]["quiesce_seconds"] is None
+
+
+def test_negative_quiesce_timeout_is_refused():
+    assert cs.validate_params({"quiesce_timeout": -1}) == ["quiesce_timeout must be 0 (no quiesce) or more (got -1)"]
