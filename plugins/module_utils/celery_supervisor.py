@@ -482,7 +482,7 @@ def ping_answered(rc, stdout, node, custom=False):
     return not (isinstance(reply, dict) and "error" in reply)
 
 
-def active_task_count(rc, stdout, node):
+def listed_task_count(rc, stdout, node):
     """Return how many tasks ``inspect active --json`` (or ``reserved``) lists for ``node``, or None when unknown."""
     if rc != 0:
         return None
@@ -807,7 +807,7 @@ class CeleryProbe:
             rc, out = self._run(build_inspect_argv(spec, action, self.ping_timeout))
         except Exception:  # pylint: disable=broad-except
             return None
-        return active_task_count(rc, out, spec["node"])
+        return listed_task_count(rc, out, spec["node"])
 
     def cancel_consumer(self, spec, queue):
         """Ask the node to stop consuming from ``queue``; whether it confirmed."""
@@ -889,6 +889,7 @@ class WorkerController:
         if not limit or spec.get("pool", "prefork") != "prefork":
             return
         started = self.clock()
+        # Every queue is asked, whatever the answers before it.
         confirmed = [queue for queue in spec["queues"] if self.probe.cancel_consumer(spec, queue)]
         if confirmed:
             deadline = started + limit

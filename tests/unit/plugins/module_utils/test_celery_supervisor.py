@@ -493,7 +493,7 @@ def test_ping_answered(rc, stdout, custom, answered):
     ],
 )
 def test_active_task_count(rc, stdout, count):
-    assert cs.active_task_count(rc, stdout, NODE) == count
+    assert cs.listed_task_count(rc, stdout, NODE) == count
 
 
 SPEC = cs.build_worker_spec(make_config("celery-customers", CUSTOMERS_CMD), "app1")
@@ -1420,3 +1420,14 @@ def test_green_pool_restart_has_no_quiesce(clock, customers):
 
 def test_negative_quiesce_timeout_is_refused():
     assert cs.validate_params({"quiesce_timeout": -1}) == ["quiesce_timeout must be 0 (no quiesce) or more (got -1)"]
+
+
+def test_prefork_check_mode_does_not_quiesce(clock, default_worker):
+    probe = FakeProbe(clock, answers_after=0)
+    ctl = cs.WorkerController(
+        default_worker, probe, params(name="celery-default"), check_mode=True, clock=clock, sleep=clock.sleep
+    )
+    _changed, result = ctl.run()
+    assert probe.cancelled == []
+    assert default_worker.mutations() == []
+    assert result["programs"][0]["quiesce_seconds"] is None
