@@ -213,6 +213,8 @@ def test_rolling_restart_under_load_loses_no_task(inventory, app1, app2, program
     for name, host in hosts.items():
         log = log_since(host, SHARED_PROGRAM, offsets[name])
         assert "WorkerLostError" not in log, f"{name}: a task was lost:\n{log[-3000:]}"
+        # A prefork worker is quiesced before its warm shutdown: it stops consuming, then starts what it had.
+        assert f"Canceling queue {SHARED_QUEUE}" in log, f"{name}: no quiesce before the shutdown:\n{log[-3000:]}"
 
     pids_after = {name: running_pid(host, SHARED_PROGRAM) for name, host in hosts.items()}
     for name in hosts:
