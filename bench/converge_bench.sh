@@ -52,55 +52,64 @@ cpu_parts() {
     awk -v run="$run" '$2 != "" && $4 != "" { printf "--cpu-part\n%s:%s=%.2f\n", run, $1, $4 - $2 }'
 }
 
-# converge NAME: run site.yml against the bench inventory; the wall seconds on stdout, the log in $work, the
-# machine's busy CPU-seconds in $work/NAME.cpu, the controller's in NAME.controller, the containers' in
-# NAME.hosts0/NAME.hosts1.
-converge() {
-  local name="$1" start end busy
-  bench_say "$name converge (log: $work/$name.log)"
+# measured NAME COMMAND...: run COMMAND (its output in $work/NAME.log) and record what it cost: its wall seconds
+# in NAME.seconds (it started at the epoch seconds in NAME.start), the machine's busy CPU-seconds in NAME.cpu,
+# the controller's (COMMAND and its children) in NAME.controller, and each container's before and after in
+# NAME.hosts0 and NAME.hosts1. Returns 1, after the log's tail, when COMMAND fails.
+measured() {
+  local name="$1" busy start end
+  shift
   hosts_cpu "$work/$name.hosts0"
   busy=$(bench_busy)
   start=$(bench_now)
+  # In a subshell, so that its `times` counts COMMAND's processes only.
   if ! (
-    HOST_TIMELINE_FILE="$work/$name.timeline" ansible-playbook -i "$work/inventory" playbooks/site.yml \
-      >"$work/$name.log" 2>&1 || exit
+    "$@" >"$work/$name.log" 2>&1 || exit
     bench_children_cpu >"$work/$name.controller"
   ); then
     tail -n 40 "$work/$name.log" >&2
-    bench_die "the $name converge failed"
+    return 1
   fi
   end=$(bench_now)
-  bench_elapsed "$busy" "$(bench_busy)" >"$work/$name.cpu"
   hosts_cpu "$work/$name.hosts1"
-  bench_elapsed "$start" "$end"
+  bench_elapsed "$busy" "$(bench_busy)" >"$work/$name.cpu"
+  echo "$start" >"$work/$name.start"
+  bench_elapsed "$start" "$end" >"$work/$name.seconds"
 }
 
-# task_loop: what one remote task costs, measured on app1 with bench/task_cost.yml (TASK_LOOP stat tasks in a
-# loop): the machine's busy CPU-seconds in $work/loop.cpu, the controller's and the containers' as above.
-TASK_LOOP=30
-task_loop() {
-  local busy
-  bench_say "$TASK_LOOP remote tasks in a loop on app1 (the cost of one task)"
-  hosts_cpu "$work/loop.hosts0"
-  busy=$(bench_busy)
-  if ! (
-    ansible-playbook -i "$work/inventory" "$here/task_cost.yml" -e "bench_task_count=$TASK_LOOP" \
-      >"$work/loop.log" 2>&1 || exit
-    bench_children_cpu >"$work/loop.controller"
-  ); then
-    tail -n 20 "$work/loop.log" >&2
-    bench_die "the task loop failed"
-  fi
-  bench_elapsed "$busy" "$(bench_busy)" >"$work/loop.cpu"
-  hosts_cpu "$work/loop.hosts1"
+# converge NAME: run site.yml against the bench inventory, measured as NAME; the wall seconds on stdout.
+converge() {
+  local name="$1"
+  bench_say "$name converge (log: $work/$name.log)"
+  measured "$name" env HOST_TIMELINE_FILE="$work/$name.timeline" \
+    ansible-playbook -i "$work/inventory" playbooks/site.yml || bench_die "the $name converge failed"
+  cat "$work/$name.seconds"
 }
+
+# floor_scripts: the floor's plain scripts, the hosts in parallel through docker exec; fails if one failed.
+floor_scripts() {
+  local host pid status=0 pids=()
+  for host in "${HOSTS[@]}"; do
+    docker exec -i "$prefix-$host" bash -s <"$work/floor-$host.sh" >"$work/floor-$host.log" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" || status=$?
+  done
+  return "$status"
+}
+
+# The price of one remote task, measured on app1 as "loop": bench/task_cost.yml runs TASK_LOOP stat tasks.
+TASK_LOOP=30
 
 bench_say "fresh containers for the converges ($prefix, Debian $release)"
 bench_lab_down "$prefix" >/dev/null
 bench_lab_up "$prefix" "$release"
 first=$(converge first)
 second=$(converge second)
-task_loop
+bench_say "$TASK_LOOP remote tasks in a loop on app1 (the cost of one task)"
+measured loop ansible-playbook -i "$work/inventory" "$here/task_cost.yml" -e "bench_task_count=$TASK_LOOP" ||
+  bench_die "the task loop failed"
 debian=$(bench_debian "$prefix-app1")
 bench_say "first converge ${first} s, second ${second} s"
 
@@ -110,30 +119,12 @@ bench_lab_up "$prefix" "$release"
 for host in "${HOSTS[@]}"; do
   python3 "$here/converge_helper.py" floor "$host" >"$work/floor-$host.sh"
 done
-hosts_cpu "$work/floor.hosts0"
-busy=$(bench_busy)
-start=$(bench_now)
-# In a subshell, so that its `times` counts the floor's docker exec clients only.
-if ! (
-  pids=()
-  for host in "${HOSTS[@]}"; do
-    docker exec -i "$prefix-$host" bash -s <"$work/floor-$host.sh" >"$work/floor-$host.log" 2>&1 &
-    pids+=($!)
-  done
-  status=0
-  for pid in "${pids[@]}"; do
-    wait "$pid" || status=$?
-  done
-  bench_children_cpu >"$work/floor.controller"
-  exit "$status"
-); then
+if ! measured floor floor_scripts; then
   tail -n 20 "$work"/floor-*.log >&2
   bench_die "the floor script failed"
 fi
-end=$(bench_now)
-hosts_cpu "$work/floor.hosts1"
-floor=$(bench_elapsed "$start" "$end")
-bench_elapsed "$busy" "$(bench_busy)" >"$work/floor.cpu"
+floor=$(cat "$work/floor.seconds")
+start=$(cat "$work/floor.start")
 bench_say "floor ${floor} s"
 
 mapfile -t cpu_args < <(cpu_parts first && cpu_parts floor && cpu_parts loop)

@@ -119,11 +119,12 @@ def count(app, ledger_dir, args):
             break
         time.sleep(0.5)
     time.sleep(args.settle)  # a late duplicate would show up here
-    ids = [entry["id"] for entry in ledger_entries(ledger) if entry["id"] in sent]
-    last = max((entry["ts"] for entry in ledger_entries(ledger) if entry["id"] in sent), default=None)
-    last_long = max(
-        (entry["ts"] for entry in ledger_entries(ledger) if entry["id"] in document["long_ids"]), default=None
-    )
+    # One read of the ledger, so that the counts and the times below describe the same lines.
+    entries = [entry for entry in ledger_entries(ledger) if entry["id"] in sent]
+    ids = [entry["id"] for entry in entries]
+    last = max((entry["ts"] for entry in entries), default=None)
+    long_ids = set(document["long_ids"])
+    last_long = max((entry["ts"] for entry in entries if entry["id"] in long_ids), default=None)
     return {
         "sent": len(sent),
         "completed": len(set(ids)),
