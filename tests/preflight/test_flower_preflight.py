@@ -102,6 +102,8 @@ def test_bad_variable_fails_before_any_change(tmp_path, name, value):
     assert name in output, output[-3000:]
     assert _changed(output) == 0, output[-3000:]
     # The failure comes from the argument specs or the preflight asserts, not from a later stage.
-    assert "fatal:" in output, output[-3000:]
-    failed_task = re.findall(r"^TASK \[([^\]]*)\]", output[: output.index("fatal:")], re.M)[-1]
+    # A task fails with "fatal:", a loop item of the looped preflight assert with "failed: [localhost] (item=".
+    failure = re.search(r"^(fatal|failed): \[localhost\]", output, re.M)
+    assert failure, output[-3000:]
+    failed_task = re.findall(r"^TASK \[([^\]]*)\]", output[: failure.start()], re.M)[-1]
     assert re.match(r"celeryops\.stack\.flower : (Validating arguments|Check )", failed_task), failed_task
