@@ -17,4 +17,6 @@ export CELERYOPS_LAB_IMAGE
 if [ $# -eq 0 ]; then
   set -- test --all
 fi
-exec molecule "$@"
+# The shared base config by its path: molecule finds it on its own only through the git work tree, and without it
+# every scenario would "pass" with nothing created, converged or verified.
+exec molecule --base-config "$here/../.config/molecule/config.yml" "$@"

@@ -32,6 +32,9 @@ attributes:
     support: full
     details:
       - Reads the current state and reports what would change; creates, writes and changes nothing.
+      - An owner or group that does not exist yet, or a missing directory of a file, is no error in check mode
+        (earlier tasks of the same run, such as M(ansible.builtin.user), would have created them); such a path is
+        reported as changing.
   diff_mode:
     description:
       - Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.

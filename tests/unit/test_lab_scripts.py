@@ -4,6 +4,7 @@
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -44,3 +45,12 @@ def test_missing_tools_as_non_root_say_what_to_install():
     assert result.returncode == 1
     assert "missing packages: celeryops-no-such-package" in result.stderr
     assert "apt-get install celeryops-no-such-package" in result.stderr
+
+
+def test_molecule_gets_the_shared_base_config_by_path():
+    # Without it molecule finds the base config only through the git work tree; from a copy of the checkout every
+    # scenario would then run no create, converge or verify playbook and still exit 0.
+    text = (LAB / "molecule.sh").read_text()
+    match = re.search(r'exec molecule --base-config "\$here/([^"]+)" "\$@"', text)
+    assert match, "lab/molecule.sh must pass --base-config"
+    assert (LAB / match.group(1)).resolve().is_file()
