@@ -8,6 +8,7 @@ password stays out of supervisor files and argv.
 
 import json
 import os
+import re
 
 import pytest
 from stack_helpers import (
@@ -184,3 +185,54 @@ def test_supervisord_restarts_for_its_own_config_only(app2, inventory, tmp_path)
     run_playbook_from(inventory, PLAYBOOK, "--limit", "app2")
     assert supervisord_pid(app2) == restored
     assert running_pid(app2, "celery-default")
+
+
+def task_statuses(output):
+    """``{task name: ok|changed|skipping|failed|fatal}`` from the default output of a run on one host."""
+    statuses, task = {}, None
+    for line in output.splitlines():
+        header = re.match(r"TASK \[(.+)\] \*+$", line)
+        if header:
+            task = header.group(1)
+            continue
+        result = re.match(r"(ok|changed|skipping|failed|fatal): \[", line)
+        if result and task and task not in statuses:
+            statuses[task] = result.group(1)
+    return statuses
+
+
+# The tasks that write files on an app host of the workers group (celeryops.stack.file_set, the code archive).
+FILE_TASKS = [
+    "celeryops.stack.supervisor : Create the program and log directories and render supervisord.conf",
+    "celeryops.stack.workers : Create the role's directories",
+    "Deploy the application code",
+    "celeryops.stack.workers : Write the worker environment file and install the wrapper",
+    "celeryops.stack.supervisor : Render the program file of celery-default",
+]
+
+
+def test_an_unchanged_host_gets_no_file_task(app2, inventory):
+    """The install probes read the directories, the archive's and the files' checksums: a run that has nothing to
+    change writes nothing and does not even call the file module."""
+    statuses = task_statuses(run_playbook_from(inventory, PLAYBOOK, "--limit", "app2").stdout)
+    found = {name: status for name, status in statuses.items() if name.endswith(tuple(FILE_TASKS))}
+    assert len(found) == len(FILE_TASKS), statuses
+    assert set(found.values()) == {"skipping"}, found
+
+
+def test_fixing_a_directory_does_not_restart_supervisord(app2, inventory):
+    """A program directory with the wrong mode is fixed by the configure stage's one file call; supervisord (and so
+    every worker) keeps running, since its handler acts on a changed supervisord.conf only."""
+    conf_dir = "/etc/supervisor/conf.d"
+    supervisord, worker = supervisord_pid(app2), running_pid(app2, "celery-default")
+    assert supervisord
+    assert worker
+    try:
+        assert app2.run("chmod 0700 %s", conf_dir).rc == 0
+        statuses = task_statuses(run_playbook_from(inventory, PLAYBOOK, "--limit", "app2").stdout)
+    finally:
+        app2.run("chmod 0755 %s", conf_dir)
+    assert statuses[FILE_TASKS[0]] == "changed", statuses
+    assert app2.file(conf_dir).mode == 0o755
+    assert supervisord_pid(app2) == supervisord
+    assert running_pid(app2, "celery-default") == worker
