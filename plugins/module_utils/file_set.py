@@ -218,7 +218,7 @@ def plan(directories, files, fs, check_mode=False):
             parent = os.path.dirname(path)
             if kind == "file" and not is_directory(parent):
                 if check_mode and state(parent) is None:
-                    steps.append(_unknown_step(item, kind, current=None))
+                    steps.append(_step(item, kind, None, uid, gid, fs))
                     continue
                 errors.append(
                     f"files: the directory of '{path}', '{parent}', does not exist and is not created by this "
@@ -237,46 +237,32 @@ def plan(directories, files, fs, check_mode=False):
                     overlay[missing_path] = parent_state
                     parent_step = dict(parent_state, kind="directory", path=missing_path, uid=None, gid=None)
                     steps.append(dict(parent_step, before=None, create=True, write=False, attrs=True))
-            if None in (uid, gid):
-                if check_mode:
-                    steps.append(_unknown_step(item, kind, None if current is None else _named(current, fs), fs))
+            if None in (uid, gid) and not check_mode:
                 continue
-            wanted = {"type": kind, "uid": uid, "gid": gid, "mode": item["mode"]}
-            overlay[path] = _named(wanted, fs)
-            step = dict(overlay[path], path=path, kind=kind, create=current is None)
-            step["before"] = None if current is None else _named(current, fs)
-            step["attrs"] = current is None or any(current[key] != wanted[key] for key in ("uid", "gid", "mode"))
-            if kind == "file":
-                step["data"] = item["content"].encode("utf-8")
-                step["old"] = None if current is None else fs.read(path)
-                step["write"] = step["data"] != step["old"]
-            else:
-                step["write"] = False
+            step = _step(item, kind, current, uid, gid, fs)
+            if None not in (uid, gid):
+                overlay[path] = {key: step[key] for key in ("type", "uid", "gid", "mode", "owner", "group")}
             steps.append(step)
     if errors:
         raise FileSetError("; ".join(errors))
     return steps
 
 
-def _unknown_step(item, kind, current, fs=None):
-    """A check-mode step for a path whose owner, group or directory does not exist yet: it would change."""
-    step = {
-        "kind": kind,
-        "path": item["path"],
-        "type": kind,
-        "uid": None,
-        "gid": None,
-        "owner": item["owner"],
-        "group": item["group"],
-        "mode": item["mode"],
-        "before": current,
-        "create": current is None,
-        "write": False,
-        "attrs": True,
-    }
+def _step(item, kind, current, uid, gid, fs):
+    """The step from ``current`` (None: missing) to the wanted state of ``item``.
+
+    ``uid`` or ``gid`` is None for an owner or group that does not exist yet (check mode only): the path's owner
+    and group would change then, and the diff shows the names asked for.
+    """
+    wanted = {"type": kind, "uid": uid, "gid": gid, "mode": item["mode"]}
+    known = None not in (uid, gid)
+    step = _named(wanted, fs) if known else dict(wanted, owner=item["owner"], group=item["group"])
+    step.update(path=item["path"], kind=kind, create=current is None, write=False)
+    step["before"] = None if current is None else _named(current, fs)
+    step["attrs"] = current is None or not known or any(current[key] != wanted[key] for key in ("uid", "gid", "mode"))
     if kind == "file":
         step["data"] = item["content"].encode("utf-8")
-        step["old"] = None if current is None or fs is None else fs.read(item["path"])
+        step["old"] = None if current is None else fs.read(item["path"])
         step["write"] = step["data"] != step["old"]
     return step
 
