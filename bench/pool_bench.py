@@ -1,21 +1,25 @@
-"""Pool benchmark, run ON an app host with the workers role's virtualenv: green pool versus prefork.
+"""Pool benchmark, run ON an app host with the workers role's virtualenv: green pools versus prefork.
 
-Starts throwaway Celery workers on queues of their own (never the application's queues), with the versions
-the role pinned, the role's wrapper and environment file, as the worker user:
+Models the way production traffic arrives: each throwaway worker is started first, as the worker user through
+the role's wrapper and environment file, with events on (as the role runs workers), and only once it answers a
+ping and the broker shows its consumer are tasks published to its queue (one of its own, never the
+application's):
 
-- throughput: N tasks that each sleep D seconds, on eventlet at concurrency 100 and on prefork at
-  concurrency 2, measured in one run; each task is counted by id in the completion ledger;
-- memory: total RSS (main process + children) of eventlet at concurrency 256 and prefork at concurrency 8,
-  at rest and at the peak under load.
+- steady: N tasks `core.sleep(D)` published at a fixed rate;
+- burst: N tasks published back to back, as fast as this client can;
+- prefilled (for comparison only, the kind setting of the first version of this bench): the consumer is
+  cancelled, the N tasks are published, and the consumer is added again.
 
-Throughput is timed from the moment the worker starts consuming a queue that already holds every message
-(the consumer is cancelled while the messages are published, the broker is asked until its queue holds them
-all, then the consumer is added again), to the last completion in the ledger: neither the worker's boot, nor
-the publishing speed of this client, nor the broker's time to take the messages in is in the number.
+Per worker and pattern: the publish rate reached, tasks/s (completed tasks over the time from the first publish
+to the last completion), the latency from publish to the start of the task body (median and p95, from the
+ledger's `start`), the worker's CPU per task, and every task counted by id in the completion ledger.
 
-The wrapper loads the environment file itself (`set -a; . worker.env`), so a CELERYOPS_LEDGER_DIR set there
-wins over the one this script passes; the ledger of a throwaway worker is then `<that dir>/<node>.jsonl`,
-a file of its own (the node name is unique), which is removed afterwards.
+Memory: total RSS (main process + children) of the green pool at concurrency 256 and prefork at concurrency 8,
+at rest and at the peak under a steady stream of 1 s tasks.
+
+A worker's AMQP heartbeat is passed as CELERY_BROKER_HEARTBEAT (the example project's settings read it, as the
+workers role's README asks of an application): `--green-heartbeat` for the green pools as the role runs them,
+and, for the comparison rows named "Celery default", no value at all (Celery's 120 s).
 
 Prints one JSON document. Usage (as root, from the application directory):
     /opt/celery/venv/bin/python pool_bench.py --env-file /etc/celery/worker.env \
@@ -25,6 +29,7 @@ Prints one JSON document. Usage (as root, from the application directory):
 import argparse
 import contextlib
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -32,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -126,7 +132,7 @@ def ledger_entries(path):
 class BenchWorker:
     """One throwaway worker on its own queue, started as the worker user through the role's wrapper."""
 
-    def __init__(self, args, pool, concurrency, scratch):
+    def __init__(self, args, pool, concurrency, scratch, heartbeat=None):
         self.pool, self.concurrency = pool, concurrency
         self.queue = f"bench-{pool}-{concurrency}-{uuid.uuid4().hex[:8]}"
         self.node = f"{self.queue}@{os.uname().nodename}"
@@ -134,10 +140,13 @@ class BenchWorker:
         self.ledger = pathlib.Path(ledger_dir) / f"{self.node}.jsonl"
         self.log = pathlib.Path(scratch) / f"{self.queue}.log"
         env = dict(os.environ, CELERYOPS_LEDGER_DIR=str(scratch))
+        env.pop("CELERY_BROKER_HEARTBEAT", None)
+        if heartbeat is not None:
+            env["CELERY_BROKER_HEARTBEAT"] = str(heartbeat)
+        # As the role runs a worker: events on, gossip, mingle and worker heartbeats left at Celery's defaults.
         command = [
             args.wrapper, f"--app={args.app}", "worker", f"--queues={self.queue}", f"--hostname={self.node}",
-            f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=WARNING",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=WARNING", "--events",
         ]  # fmt: skip
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
@@ -193,13 +202,21 @@ class BenchWorker:
         self.ledger.unlink(missing_ok=True)
 
 
-def send(app, args, queue, count, seconds):
-    """Publish count tasks by name (the client needs neither Django nor the task modules); their ids."""
+def publish(app, args, queue, count, seconds, rate=None):
+    """Publish count tasks by name (the client needs neither Django nor the task modules), at rate per second
+    when given, else back to back; {id: publish time}, and the publish rate reached."""
+    sent = {}
     with app.producer_or_acquire() as producer:
-        return {
-            app.send_task(args.task, args=(seconds,), queue=queue, producer=producer, ignore_result=True).id
-            for _index in range(count)
-        }
+        first = time.monotonic()
+        for index in range(count):
+            if rate:
+                pause = first + index / rate - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+            at = time.time()
+            sent[app.send_task(args.task, args=(seconds,), queue=queue, producer=producer, ignore_result=True).id] = at
+        took = time.monotonic() - first
+    return sent, round(count / took, 1) if took > 0 else float(count)
 
 
 def wait_queued(app, queue, expected, done, timeout=60.0):
@@ -225,11 +242,11 @@ def wait_queued(app, queue, expected, done, timeout=60.0):
 
 
 def wait_consuming(app, queue, timeout=30.0):
-    """The time of the last look at the queue that still showed no consumer (the start of the clock).
+    """The time of the last look at the queue that still showed no consumer.
 
     A worker answers add_consumer at once but green pools run Celery's blocking loop, which applies it only
-    when its drain_events call returns (up to 2 s on a quiet connection): the clock starts when the broker
-    shows the consumer, not when the worker was asked.
+    when its drain_events call returns (up to 2 s on a quiet connection): a consumer counts when the broker
+    shows it, not when the worker was asked.
     """
     deadline = time.monotonic() + timeout
     with app.connection_for_write() as connection:
@@ -241,75 +258,143 @@ def wait_consuming(app, queue, timeout=30.0):
             time.sleep(0.005)
 
 
+def percentile(values, fraction):
+    """The nearest-rank percentile of values (fraction 0.5 is the median); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summarize(sent, entries, started_at=None):
+    """Counts, throughput and latencies of one run from the ids sent ({id: publish time}) and the ledger.
+
+    Throughput is completed tasks over the time from the first publish (or started_at, for a prefilled queue)
+    to the last completion; latency is from a task's publish to the start of its body.
+    """
+    ids = [entry["id"] for entry in entries]
+    mine = [entry for entry in entries if entry["id"] in sent]
+    completed = len({entry["id"] for entry in mine})
+    begin = started_at if started_at is not None else min(sent.values(), default=0.0)
+    last = max((entry["ts"] for entry in mine), default=begin)
+    elapsed = last - begin
+    latencies = [entry["start"] - sent[entry["id"]] for entry in mine if "start" in entry]
+    median, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+    return {
+        "completed": completed,
+        "lost": len(set(sent) - set(ids)),
+        "duplicates": len(ids) - len(set(ids)),
+        "unknown": len(set(ids) - set(sent)),
+        "seconds": round(elapsed, 3),
+        "tasks_per_second": round(completed / elapsed, 1) if elapsed > 0 else 0.0,
+        "latency_p50_ms": None if median is None else round(median * 1000, 1),
+        "latency_p95_ms": None if p95 is None else round(p95 * 1000, 1),
+    }
+
+
 @contextlib.contextmanager
-def bench_worker(args, app, pool, concurrency):
+def bench_worker(args, app, pool, concurrency, heartbeat=None):
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="bench-pool-"))
     shutil.chown(scratch, user=args.user, group=args.group)
-    worker = BenchWorker(args, pool, concurrency, scratch)
+    worker = BenchWorker(args, pool, concurrency, scratch, heartbeat)
     try:
         worker.wait_ready(app)
+        wait_consuming(app, worker.queue)
         yield worker
     finally:
         worker.stop(app)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def throughput(args, app, pool, concurrency):
-    with bench_worker(args, app, pool, concurrency) as worker:
+def wait_done(worker, count, timeout):
+    deadline = time.monotonic() + timeout
+    while ledger_lines(worker.ledger) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def run_pattern(args, app, worker, pattern):
+    """One pattern's load on a running worker; its row (without the worker's description)."""
+    count, seconds = args.tasks, args.seconds
+    lines_before = ledger_lines(worker.ledger)
+    cpu_before, load_before = worker.cpu(), os.getloadavg()[0]
+    started_at = None
+    if pattern == "prefilled":
         worker.control(app, "cancel_consumer")
-        sent = send(app, args, worker.queue, args.tasks, args.seconds)
-        wait_queued(app, worker.queue, args.tasks, lambda: ledger_lines(worker.ledger))
-        cpu_before, load_before = worker.cpu(), os.getloadavg()[0]
+        sent, rate = publish(app, args, worker.queue, count, seconds)
+        wait_queued(app, worker.queue, count, lambda: ledger_lines(worker.ledger) - lines_before)
         worker.control(app, "add_consumer")
-        start = wait_consuming(app, worker.queue)
-        deadline = time.monotonic() + args.tasks * args.seconds / concurrency * 3 + 120
-        while ledger_lines(worker.ledger) < args.tasks and time.monotonic() < deadline:
-            time.sleep(0.05)
-        cpu_used, load_after = worker.cpu() - cpu_before, os.getloadavg()[0]
-        time.sleep(min(2.0, args.seconds * 10))  # a late duplicate would show up here
-        ids, last = worker.ledger_ids()
-        completed = len(set(ids) & sent)
-        elapsed = last - start
-        return {
-            "pool": pool,
-            "concurrency": concurrency,
-            "tasks": args.tasks,
-            "task_seconds": args.seconds,
-            "completed": completed,
-            "lost": len(sent - set(ids)),
-            "duplicates": len(ids) - len(set(ids)),
-            "unknown": len(set(ids) - sent),
-            "seconds": round(elapsed, 3),
-            "tasks_per_second": round(completed / elapsed, 1) if elapsed > 0 else 0.0,
-            # CPU the worker spent per task, and how busy the machine was (1-minute load average, before/after).
-            "worker_cpu_ms_per_task": round(cpu_used * 1000 / max(completed, 1), 2),
-            "loadavg": [round(load_before, 2), round(load_after, 2)],
-            "cpus": os.cpu_count(),
-        }
+        started_at = wait_consuming(app, worker.queue)
+    else:
+        sent, rate = publish(app, args, worker.queue, count, seconds, args.rate if pattern == "steady" else None)
+    wait_done(worker, lines_before + count, count * seconds / worker.concurrency * 3 + 120)
+    cpu_used, load_after = worker.cpu() - cpu_before, os.getloadavg()[0]
+    time.sleep(min(2.0, seconds * 10))  # a late duplicate would show up here
+    entries = ledger_entries(worker.ledger)[lines_before:]
+    row = {"pattern": pattern, "tasks": count, "task_seconds": seconds, "publish_rate": rate}
+    row.update(summarize(sent, entries, started_at))
+    row.update(
+        worker_cpu_ms_per_task=round(cpu_used * 1000 / max(row["completed"], 1), 2),
+        loadavg=[round(load_before, 2), round(load_after, 2)],
+        cpus=os.cpu_count(),
+    )
+    return row
 
 
-def memory(args, app, pool, concurrency):
-    with bench_worker(args, app, pool, concurrency) as worker:
+def throughput(args, app, pool, concurrency, heartbeat, label):
+    """Every pattern, one after the other, on one worker started once; a row per pattern."""
+    rows = []
+    with bench_worker(args, app, pool, concurrency, heartbeat) as worker:
+        for pattern in args.patterns:
+            row = {"pool": pool, "concurrency": concurrency, "heartbeat": label}
+            row.update(run_pattern(args, app, worker, pattern))
+            rows.append(row)
+    return rows
+
+
+def memory(args, app, pool, concurrency, heartbeat):
+    """RSS at rest and the peak under a steady stream of twice the concurrency in 1 s tasks."""
+    with bench_worker(args, app, pool, concurrency, heartbeat) as worker:
         time.sleep(3)
         at_rest = worker.rss()
         load = concurrency * 2
-        send(app, args, worker.queue, load, args.memory_task_seconds)
-        peak = at_rest
-        deadline = time.monotonic() + load * args.memory_task_seconds / concurrency * 3 + 120
-        while time.monotonic() < deadline:
-            peak = max(peak, worker.rss())
-            if len(worker.ledger_ids()[0]) >= load:
-                break
-            time.sleep(0.2)
+        peak = [at_rest]
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak.append(worker.rss())
+                stop.wait(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            sent, _rate = publish(app, args, worker.queue, load, args.memory_task_seconds, args.memory_rate)
+            wait_done(worker, load, load * args.memory_task_seconds / concurrency * 3 + 120)
+        finally:
+            stop.set()
+            sampler.join()
         return {
             "pool": pool,
             "concurrency": concurrency,
             "tasks": load,
             "task_seconds": args.memory_task_seconds,
-            "completed": len(set(worker.ledger_ids()[0])),
+            "publish_rate": args.memory_rate,
+            "completed": len(set(worker.ledger_ids()[0]) & set(sent)),
             "rss_rest_kib": at_rest,
-            "rss_load_kib": peak,
+            "rss_load_kib": max(peak),
         }
+
+
+def parse_worker(text):
+    """POOL:CONCURRENCY[:default] — ":default" leaves the AMQP heartbeat at Celery's default."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "default"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected POOL:CONCURRENCY or POOL:CONCURRENCY:default")
+    return parts[0], int(parts[1]), len(parts) == 3
+
+
+GREEN_POOLS = ("eventlet", "gevent")
 
 
 def main(argv=None):
@@ -323,10 +408,17 @@ def main(argv=None):
     parser.add_argument("--task", default="core.sleep")
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=0.1)
+    parser.add_argument("--rate", type=float, default=600.0, help="publish rate of the steady pattern, tasks/s")
+    parser.add_argument("--patterns", nargs="+", default=["steady", "burst", "prefilled"])
+    parser.add_argument(
+        "--workers", nargs="+", type=parse_worker,
+        default=[parse_worker(w) for w in
+                 ("eventlet:100", "gevent:100", "threads:100", "prefork:2", "prefork:8", "eventlet:100:default")],
+    )  # fmt: skip
+    parser.add_argument("--green-heartbeat", type=int, default=0, help="the AMQP heartbeat the role gives green pools")
     parser.add_argument("--memory-task-seconds", type=float, default=1.0)
-    parser.add_argument("--green-pool", default="eventlet")
-    parser.add_argument("--green-concurrency", type=int, default=100)
-    parser.add_argument("--prefork-concurrency", type=int, default=2)
+    parser.add_argument("--memory-rate", type=float, default=200.0)
+    parser.add_argument("--green-pool", default="eventlet", help="the green pool of the memory comparison")
     parser.add_argument("--green-memory-concurrency", type=int, default=256)
     parser.add_argument("--prefork-memory-concurrency", type=int, default=8)
     args = parser.parse_args(argv)
@@ -339,20 +431,27 @@ def main(argv=None):
     from celery import __version__ as celery_version  # noqa: PLC0415 - needs the environment loaded first
     from myproject.celery_config import app  # noqa: PLC0415
 
-    green = throughput(args, app, args.green_pool, args.green_concurrency)
-    prefork = throughput(args, app, "prefork", args.prefork_concurrency)
-    green_memory = memory(args, app, args.green_pool, args.green_memory_concurrency)
-    prefork_memory = memory(args, app, "prefork", args.prefork_memory_concurrency)
+    def heartbeat_of(pool, celery_default):
+        if celery_default or pool not in GREEN_POOLS:
+            return None, "Celery default"
+        return args.green_heartbeat, f"{args.green_heartbeat} (role)"
+
+    rows = []
+    for pool, concurrency, celery_default in args.workers:
+        heartbeat, label = heartbeat_of(pool, celery_default)
+        rows += throughput(args, app, pool, concurrency, heartbeat, label)
+    green_heartbeat, _label = heartbeat_of(args.green_pool, False)
+    memory_rows = [
+        memory(args, app, args.green_pool, args.green_memory_concurrency, green_heartbeat),
+        memory(args, app, "prefork", args.prefork_memory_concurrency, None),
+    ]
     result = {
         "celery": celery_version,
         "python": sys.version.split()[0],
         "host": os.uname().nodename,
         "debian": debian_release(),
-        "throughput": [green, prefork],
-        "memory": [green_memory, prefork_memory],
-        "ratio": round(green["tasks_per_second"] / prefork["tasks_per_second"], 1)
-        if prefork["tasks_per_second"]
-        else 0.0,
+        "throughput": rows,
+        "memory": memory_rows,
     }
     print(json.dumps(result, indent=2))
 

@@ -1,7 +1,7 @@
 """The Celery application of the example project.
 
-Every task whose name starts with ``customers.`` goes to the queue ``customers``; all others stay on the
-default queue ``celery``.
+Every task whose name starts with ``customers.`` goes to the queue ``customers``, every ``reports.`` task to
+``reports``; all others stay on the default queue ``celery``.
 """
 
 import os
@@ -10,13 +10,15 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myproject.settings")
 
-CUSTOMERS_PREFIX = "customers."
+# Task name prefix (the Django app) -> queue.
+ROUTED_APPS = {"customers.": "customers", "reports.": "reports"}
 
 
 def route_task(name, args, kwargs, options, task=None, **kw):
     """Celery 5 router: the queue for task ``name`` (None leaves the default queue)."""
-    if name.startswith(CUSTOMERS_PREFIX):
-        return {"queue": "customers"}
+    for prefix, queue in ROUTED_APPS.items():
+        if name.startswith(prefix):
+            return {"queue": queue}
     return None
 
 

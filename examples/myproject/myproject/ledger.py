@@ -8,11 +8,17 @@ import time
 DEFAULT_LEDGER_DIR = "/var/lib/celery/ledger"
 
 
-def record(task_id, node):
-    """Append ``{"id", "node", "ts"}`` to ``<ledger dir>/<node>.jsonl`` (CELERYOPS_LEDGER_DIR overrides the dir)."""
+def record(task_id, node, started=None):
+    """Append ``{"id", "node", "ts"}`` to ``<ledger dir>/<node>.jsonl`` (CELERYOPS_LEDGER_DIR overrides the dir).
+
+    ``ts`` is when the task ended; ``start``, when given, when its body began (both ``time.time()``).
+    """
     directory = pathlib.Path(os.environ.get("CELERYOPS_LEDGER_DIR", DEFAULT_LEDGER_DIR))
     directory.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"id": task_id, "node": node, "ts": time.time()}) + "\n"
+    entry = {"id": task_id, "node": node, "ts": time.time()}
+    if started is not None:
+        entry["start"] = started
+    line = json.dumps(entry) + "\n"
     # One write call per line on a file opened for appending keeps lines whole between processes.
     with open(directory / f"{node}.jsonl", "a", encoding="utf-8") as ledger:
         ledger.write(line)

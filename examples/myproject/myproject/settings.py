@@ -11,6 +11,7 @@ TIME_ZONE = "UTC"
 INSTALLED_APPS = [
     "core",
     "customers",
+    "reports",
 ]
 
 DATABASES = {
@@ -23,6 +24,9 @@ DATABASES = {
 # Celery settings, read by myproject/celery_config.py with the namespace CELERY.
 # The broker URL (with its password) comes from the environment file the wrapper loads.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "amqp://guest@localhost:5672//")
+# AMQP heartbeat in seconds: the workers role sets 0 for eventlet and gevent workers (Celery 5.7 takes in about
+# ten messages a second on a green pool with heartbeats on; see the workers role README), Celery's 120 otherwise.
+CELERY_BROKER_HEARTBEAT = int(os.environ.get("CELERY_BROKER_HEARTBEAT", "120"))
 # rpc:// sends results back to the caller over the broker: `.get()` works, no extra service is needed.
 CELERY_RESULT_BACKEND = "rpc://"
 CELERY_TASK_DEFAULT_QUEUE = "celery"

@@ -16,6 +16,7 @@ def whoami(task):
 
 def sleep(task, seconds):
     # Under the eventlet and gevent pools time.sleep is monkey-patched, so this yields to other green threads.
+    started = time.time()
     time.sleep(float(seconds))
-    ledger.record(task.request.id, task.request.hostname)
+    ledger.record(task.request.id, task.request.hostname, started=started)
     return {"id": task.request.id, "node": task.request.hostname, "slept": float(seconds)}
