@@ -43,7 +43,7 @@ lab-info: ## Say what runs in the lab and where the credentials are.
 lab-destroy: ## Remove the lab's containers and network (credentials stay).
 	@lab/down.sh
 
-test: venv ## The whole suite: lint, unit tests, sanity, molecule on every release, benchmarks.
+test: venv ## The whole suite: lint, unit tests, sanity, molecule on every release (benchmarks: make bench).
 	@$(TIMED) "lint" $(MAKE) --no-print-directory lint
 	@$(TIMED) "unit" $(MAKE) --no-print-directory unit
 	@$(TIMED) "sanity" $(MAKE) --no-print-directory sanity
@@ -70,8 +70,9 @@ sanity: venv ## ansible-test sanity on a generated ansible_collections/celeryops
 molecule: venv ## Every molecule scenario on every Debian release.
 	@for r in $(RELEASES); do $(TIMED) "molecule $$r" lab/molecule.sh $$r; done
 
-bench: venv ## Benchmarks on the running lab (make lab first); results in docs/. See bench/README.md.
-	@$(TIMED) "pool bench" python bench/run_pool_bench.py -i inventories/lab
+bench: venv ## Benchmarks on the running lab (make lab first, LAB_RELEASE as for it); results in docs/. See bench/README.md.
+	@$(TIMED) "pool bench" python bench/run_pool_bench.py -i inventories/lab \
+	    --json docs/bench-pools-$(LAB_RELEASE).json --output docs/bench-pools.md --include $(wildcard docs/bench-pools-*.json)
 
 clean: lab-destroy ## Remove the virtualenv and generated files (not credentials, not images).
 	rm -rf $(VENV) collections build .cache

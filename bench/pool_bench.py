@@ -204,17 +204,27 @@ class BenchWorker:
 
 def publish(app, args, queue, count, seconds, rate=None):
     """Publish count tasks by name (the client needs neither Django nor the task modules), at rate per second
-    when given, else back to back; {id: publish time}, and the publish rate reached."""
+    when given, else back to back; {id: publish time}, and the publish rate reached.
+
+    The messages are built first, with Celery's own message builder, and then sent with Celery's own sender:
+    the same messages as `send_task`, but the stream costs this client about a third of the CPU (0.17 ms a task
+    instead of 0.33 on the lab), which it would otherwise take from the worker, broker and Flower on the same
+    CPUs. In production the publishers run elsewhere.
+    """
+    messages = []
+    for _index in range(count):
+        task_id = str(uuid.uuid4())
+        messages.append((task_id, app.amqp.create_task_message(task_id, args.task, (seconds,), {})))
     sent = {}
     with app.producer_or_acquire() as producer:
         first = time.monotonic()
-        for index in range(count):
+        for index, (task_id, message) in enumerate(messages):
             if rate:
                 pause = first + index / rate - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
-            at = time.time()
-            sent[app.send_task(args.task, args=(seconds,), queue=queue, producer=producer, ignore_result=True).id] = at
+            sent[task_id] = time.time()
+            app.amqp.send_task_message(producer, args.task, message, queue=queue)
         took = time.monotonic() - first
     return sent, round(count / took, 1) if took > 0 else float(count)
 
@@ -313,9 +323,9 @@ def wait_done(worker, count, timeout):
         time.sleep(0.05)
 
 
-def run_pattern(args, app, worker, pattern):
-    """One pattern's load on a running worker; its row (without the worker's description)."""
-    count, seconds = args.tasks, args.seconds
+def run_pattern(args, app, worker, pattern, count):
+    """One pattern's load of count tasks on a running worker; its row (without the worker's description)."""
+    seconds = args.seconds
     lines_before = ledger_lines(worker.ledger)
     cpu_before, load_before = worker.cpu(), os.getloadavg()[0]
     started_at = None
@@ -341,13 +351,14 @@ def run_pattern(args, app, worker, pattern):
     return row
 
 
-def throughput(args, app, pool, concurrency, heartbeat, label):
-    """Every pattern, one after the other, on one worker started once; a row per pattern."""
+def throughput(args, app, pool, concurrency, heartbeat, label, patterns, tasks):
+    """Each pattern, one after the other, on one worker started once; a row per pattern."""
     rows = []
     with bench_worker(args, app, pool, concurrency, heartbeat) as worker:
-        for pattern in args.patterns:
-            row = {"pool": pool, "concurrency": concurrency, "heartbeat": label}
-            row.update(run_pattern(args, app, worker, pattern))
+        for pattern in patterns:
+            # as_role: run as the workers role runs this pool (False for the Celery default comparison rows).
+            row = {"pool": pool, "concurrency": concurrency, "heartbeat": label, "as_role": patterns is args.patterns}
+            row.update(run_pattern(args, app, worker, pattern, tasks))
             rows.append(row)
     return rows
 
@@ -415,6 +426,7 @@ def main(argv=None):
         default=[parse_worker(w) for w in
                  ("eventlet:100", "gevent:100", "threads:100", "prefork:2", "prefork:8", "eventlet:100:default")],
     )  # fmt: skip
+    parser.add_argument("--default-tasks", type=int, default=300, help="tasks of the Celery default rows")
     parser.add_argument("--green-heartbeat", type=int, default=0, help="the AMQP heartbeat the role gives green pools")
     parser.add_argument("--memory-task-seconds", type=float, default=1.0)
     parser.add_argument("--memory-rate", type=float, default=200.0)
@@ -439,7 +451,11 @@ def main(argv=None):
     rows = []
     for pool, concurrency, celery_default in args.workers:
         heartbeat, label = heartbeat_of(pool, celery_default)
-        rows += throughput(args, app, pool, concurrency, heartbeat, label)
+        # A throttled green worker takes about ten tasks a second: its comparison rows get the steady pattern
+        # and fewer tasks, or they alone would take minutes.
+        patterns = ["steady"] if celery_default else args.patterns
+        tasks = args.default_tasks if celery_default else args.tasks
+        rows += throughput(args, app, pool, concurrency, heartbeat, label, patterns, tasks)
     green_heartbeat, _label = heartbeat_of(args.green_pool, False)
     memory_rows = [
         memory(args, app, args.green_pool, args.green_memory_concurrency, green_heartbeat),

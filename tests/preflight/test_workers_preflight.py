@@ -50,6 +50,18 @@ CASES = {
         ["workers_celery_workers", "stopwaitsecs", "time_limit"],
     ),
     "worker listed twice": ([GOOD, {**GOOD, "concurrency": 2}], ["workers_celery_workers", "more than once"]),
+    "AMQP heartbeat on an eventlet worker with Celery 5.7": (
+        [{**GOOD, "pool": "eventlet", "concurrency": 256, "broker_heartbeat": 60}],
+        ["workers_celery_workers[0]", "broker_heartbeat", "workers_celery_version", "ten tasks a second"],
+    ),
+    "AMQP heartbeat on a gevent worker through its environment": (
+        [{**GOOD, "pool": "gevent", "concurrency": 100, "environment": {"CELERY_BROKER_HEARTBEAT": "60"}}],
+        ["workers_celery_workers[0]", "environment.CELERY_BROKER_HEARTBEAT"],
+    ),
+    "negative AMQP heartbeat": (
+        [{**GOOD, "broker_heartbeat": -1}],
+        ["workers_celery_workers[0]", "broker_heartbeat", "integer >= 0"],
+    ),
 }
 
 # The first task of the install stage: it must never be reached.
