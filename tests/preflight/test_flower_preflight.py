@@ -49,6 +49,9 @@ BAD_VARS = [
     ("flower_celery_version", "4.4.7"),
     ("flower_user", "root"),
     ("flower_venv_dir", "opt/flower/venv"),
+    ("flower_wait_queues", "customers"),
+    ("flower_wait_queues", ["my queue"]),
+    ("flower_wait_workers_timeout", -1),
 ]
 
 
