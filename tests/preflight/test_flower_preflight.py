@@ -62,11 +62,12 @@ def _ansible_playbook():
     return found
 
 
-def _run(tmp_path, extra_vars, *args):
+def _run(tmp_path, extra_vars, *args, broker_vars=""):
     (tmp_path / "play.yml").write_text(PLAYBOOK)
     (tmp_path / "vars.json").write_text(json.dumps(extra_vars))
     (tmp_path / "hosts.ini").write_text(
         f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+        + (f"[rabbitmq]\nmq {broker_vars}\n" if broker_vars else "")
     )
     env = dict(os.environ)
     env.update(
@@ -110,3 +111,20 @@ def test_bad_variable_fails_before_any_change(tmp_path, name, value):
     assert failure, output[-3000:]
     failed_task = re.findall(r"^TASK \[([^\]]*)\]", output[: failure.start()], re.M)[-1]
     assert re.match(r"celeryops\.stack\.flower : (Validating arguments|Check )", failed_task), failed_task
+
+
+def test_a_monitoring_user_other_than_the_brokers_fails_naming_both_variables(tmp_path):
+    result = _run(tmp_path, {"flower_basic_auth_password": "a-long-enough-passphrase"},
+                  broker_vars="rabbitmq_monitoring_user=grafana")  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "flower_broker_api_user (monitoring)" in output, output[-3000:]
+    assert "rabbitmq_monitoring_user (grafana)" in output, output[-3000:]
+    assert _changed(output) == 0
+
+
+def test_the_broker_contract_sets_both_sides(tmp_path):
+    extra = {"flower_basic_auth_password": "a-long-enough-passphrase", "celeryops_broker_monitoring_user": "grafana"}
+    result = _run(tmp_path, extra, "--tags", "flower_preflight", broker_vars="celeryops_broker_monitoring_user=grafana")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]

@@ -78,15 +78,55 @@ def workdir(tmp_path):
 
 @pytest.mark.parametrize(("workers", "expected"), list(CASES.values()), ids=list(CASES))
 def test_bad_input_fails_in_preflight(workdir, workers, expected):
+    run_and_expect_refusal(workdir, {"workers_celery_workers": workers}, expected)
+
+
+# The broker host of the inventory is given another vhost than the workers use (here Celery's "celery" default).
+BROKER_ELSEWHERE = """---
+all:
+  hosts:
+    local:
+      ansible_connection: local
+      ansible_python_interpreter: {python}
+  children:
+    rabbitmq:
+      hosts:
+        mq:
+          rabbitmq_app_vhost: billing
+"""
+
+
+def test_a_vhost_other_than_the_brokers_fails_naming_both_variables(workdir):
+    (workdir / "inventory" / "hosts.yml").write_text(BROKER_ELSEWHERE.format(python=sys.executable))
+    run_and_expect_refusal(
+        workdir,
+        {"workers_celery_workers": [GOOD]},
+        ["workers_broker_vhost (celery)", "rabbitmq_app_vhost (billing)", "celeryops_broker_vhost"],
+    )
+
+
+def test_the_broker_contract_sets_both_sides(workdir):
+    """celeryops_broker_vhost given to every host: the broker's and the workers' vhost agree, the preflight
+    passes (run alone, by its tag)."""
+    inventory = BROKER_ELSEWHERE.replace("          rabbitmq_app_vhost: billing\n", "").format(python=sys.executable)
+    (workdir / "inventory" / "hosts.yml").write_text(inventory)
+    result = run_play(workdir, {"workers_celery_workers": [GOOD], "celeryops_broker_vhost": "billing"}, True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Check that the workers use the vhost and user the broker is given" in output, output
+    assert "rabbitmq_app_vhost (" not in output, output
+
+
+def run_play(workdir, variables, preflight_only=False):
     extra = workdir / "vars.json"
-    extra.write_text(json.dumps({"workers_celery_workers": workers}))
+    extra.write_text(json.dumps(variables))
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
     }
-    result = subprocess.run(
+    return subprocess.run(
         [
             "ansible-playbook",
             "-i",
@@ -94,6 +134,7 @@ def test_bad_input_fails_in_preflight(workdir, workers, expected):
             str(workdir / "play.yml"),
             "-e",
             f"@{extra}",
+            *(["--tags", "workers_preflight"] if preflight_only else []),
         ],
         cwd=PROJECT,
         env=env,
@@ -102,6 +143,10 @@ def test_bad_input_fails_in_preflight(workdir, workers, expected):
         timeout=300,
         check=False,
     )
+
+
+def run_and_expect_refusal(workdir, variables, expected):
+    result = run_play(workdir, variables)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     for text in expected:

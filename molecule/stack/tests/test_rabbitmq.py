@@ -67,11 +67,14 @@ except Exception as error:
 def names(broker):
     variables = broker.ansible.get_variables()
     return {
-        "vhost": variables.get("rabbitmq_app_vhost", "celery"),
-        "app": variables.get("rabbitmq_app_user", "celery"),
+        # The role's own variable, else the broker contract (group_vars/all), else the roles' defaults.
+        "vhost": variables.get("rabbitmq_app_vhost", variables.get("celeryops_broker_vhost", "celery")),
+        "app": variables.get("rabbitmq_app_user", variables.get("celeryops_broker_app_user", "celery")),
         "admin": variables.get("rabbitmq_admin_user", "admin"),
-        "monitoring": variables.get("rabbitmq_monitoring_user", "monitoring"),
-        "amqp_port": int(variables.get("rabbitmq_amqp_port", 5672)),
+        "monitoring": variables.get(
+            "rabbitmq_monitoring_user", variables.get("celeryops_broker_monitoring_user", "monitoring")
+        ),
+        "amqp_port": int(variables.get("rabbitmq_amqp_port", variables.get("celeryops_broker_port", 5672))),
         "management_port": int(variables.get("rabbitmq_management_port", 15672)),
     }
 
