@@ -81,6 +81,19 @@ def test_bad_input_fails_in_preflight(workdir, workers, expected):
     run_and_expect_refusal(workdir, {"workers_celery_workers": workers}, expected)
 
 
+def test_a_heartbeat_in_the_environment_file_fails(workdir):
+    """The wrapper loads the environment file after supervisor's program environment, so it would override the
+    green workers' heartbeat."""
+    run_and_expect_refusal(
+        workdir,
+        {
+            "workers_celery_workers": [{**GOOD, "pool": "gevent"}],
+            "workers_environment": {"CELERY_BROKER_HEARTBEAT": 60},
+        },
+        ["workers_celery_workers[0]", "workers_environment.CELERY_BROKER_HEARTBEAT"],
+    )
+
+
 # The broker host of the inventory is given another vhost than the workers use (here Celery's "celery" default).
 BROKER_ELSEWHERE = """---
 all:

@@ -5,14 +5,16 @@ traffic arrives: 300 tasks of 1 s to `customers` (eventlet, 256) and to `reports
 completion ledger's start and end time of each task, at least 100 of them ran at the same moment, every task
 ran exactly once. With Celery 5.7's default AMQP heartbeat a green worker takes in about ten messages a second,
 so at most about ten of these tasks overlap; the workers role turns the heartbeat off for green pools, which the
-running workers' configuration shows (and the prefork worker keeps Celery's default).
+running workers' configuration shows (and the prefork worker keeps Celery's default), and warns when an
+application does not read the setting.
 """
 
 import json
+import re
 import time
 
 import pytest
-from stack_helpers import APP, APP_DIR, ENV_FILE, LEDGER_DIR, VENV_PYTHON, WRAPPER
+from stack_helpers import APP, APP_DIR, ENV_FILE, LEDGER_DIR, SITE, VENV_PYTHON, WRAPPER, run_playbook, worker_lists
 
 TASKS = 300
 TASK_SECONDS = 1.0
@@ -106,3 +108,36 @@ def test_running_workers_use_the_heartbeat_of_their_pool(app1, node, heartbeat):
     assert cmd.rc == 0, cmd.stdout + cmd.stderr
     conf = json.loads(cmd.stdout.strip().splitlines()[-1])[node]
     assert conf["CELERY_BROKER_HEARTBEAT"] == heartbeat
+
+
+def _converge_app1_workers(inventory, reports_concurrency, tmp_path):
+    """site.yml's workers stage on app1 with the `reports` worker at another concurrency (its program changes)."""
+    lists = worker_lists(inventory)
+    workers = [dict(worker, concurrency=reports_concurrency) if worker["name"] == "reports" else worker
+               for worker in lists["app1"]]  # fmt: skip
+    override = tmp_path / f"reports-{reports_concurrency}.json"
+    override.write_text(json.dumps({"workers_celery_workers": workers}))
+    out = run_playbook(inventory, SITE, "--limit", "app1", "--tags", "workers", extra_vars=override).stdout
+    return re.sub(r"\x1b\[[0-9;]*m", "", out)
+
+
+def test_the_role_warns_when_the_application_ignores_the_heartbeat(app1, inventory, tmp_path):
+    """A re-applied green worker is asked for the heartbeat it runs with: no warning with the example project's
+    settings, a warning naming the node once its settings stop reading CELERY_BROKER_HEARTBEAT."""
+    settings = f"{APP_DIR}/myproject/settings.py"
+    warning = "celery@reports.app1 (gevent) runs with AMQP heartbeat 120, not 0"
+    concurrency = next(w["concurrency"] for w in worker_lists(inventory)["app1"] if w["name"] == "reports")
+    with app1.sudo():
+        original = app1.file(settings).content_string
+    try:
+        out = _converge_app1_workers(inventory, concurrency - 1, tmp_path)
+        assert "Read the AMQP heartbeat the green worker runs with, celery-reports" in out, out[-3000:]
+        assert "WARNING: celery@reports.app1" not in out, out[-3000:]
+        with app1.sudo():
+            app1.run_test("sed -i %s %s", r"s/^CELERY_BROKER_HEARTBEAT = .*/CELERY_BROKER_HEARTBEAT = 120/", settings)
+        out = _converge_app1_workers(inventory, concurrency - 2, tmp_path)
+        assert warning in out, out[-3000:]
+    finally:
+        with app1.sudo():
+            app1.run_test("printf '%%s' %s > %s", original, settings)
+        _converge_app1_workers(inventory, concurrency, tmp_path)
