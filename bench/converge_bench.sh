@@ -4,7 +4,7 @@
 #   2. a second converge of the same containers, timed (its recap must say changed=0);
 #   3. three other fresh containers given the same apt and pinned pip installs by a plain script through
 #      docker exec, the hosts in parallel: the floor.
-# Writes docs/bench-converge.md with the ratios first/floor (goal <= 1.5) and second/first (goal <= 0.2) and
+# Writes docs/bench-converge.md with the ratios first/floor (goal <= 2, information since issue 13) and second/first (goal <= 0.2) and
 # exits 1 when a goal is missed.
 #
 # Usage: bench/converge_bench.sh [PREFIX] [RELEASE] [OUTPUT]     (defaults: bch bookworm docs/bench-converge.md)

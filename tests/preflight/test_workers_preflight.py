@@ -81,6 +81,13 @@ def test_bad_input_fails_in_preflight(workdir, workers, expected):
     run_and_expect_refusal(workdir, {"workers_celery_workers": workers}, expected)
 
 
+@pytest.mark.parametrize("app", ["", "proj celery", "proj.celery:app:x"])
+def test_a_missing_or_malformed_celery_app_fails(workdir, app):
+    run_and_expect_refusal(
+        workdir, {"workers_celery_workers": [GOOD], "workers_celery_app": app}, ["workers_celery_app", "required"]
+    )
+
+
 def test_a_heartbeat_in_the_environment_file_fails(workdir):
     """The wrapper loads the environment file after supervisor's program environment, so it would override the
     green workers' heartbeat."""
@@ -131,8 +138,9 @@ def test_the_broker_contract_sets_both_sides(workdir):
 
 
 def run_play(workdir, variables, preflight_only=False):
+    """The role on localhost with variables, and the one every inventory must set (workers_celery_app)."""
     extra = workdir / "vars.json"
-    extra.write_text(json.dumps(variables))
+    extra.write_text(json.dumps({"workers_celery_app": "proj.celery:app", **variables}))
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),

@@ -93,7 +93,10 @@ def test_report_names_the_host_that_finished_last():
         "floor_steps": {"app1": {"apt": 30.0, "pip": 15.0, "end": 45.0}},
     }
     text, missed = converge_helper.report(results)
-    assert missed == ["first converge / floor = 1.80 > 1.5"]
+    # 1.8 x the floor: within the 2 x that issue 13 keeps as information (its 1.5 x goal is retired).
+    assert missed == []
+    slower = {**results, "first_seconds": 110.0}
+    assert converge_helper.report(slower)[1] == ["first converge / floor = 2.20 > 2.0"]
     assert "| app1 | 80.0 | 80.0 | 0.0 | 0.0 | 45.0 | 30.0 | 15.0 |" in text
     assert "| app2 | 70.0 | 70.0 | 0.0 | 0.0 |  |  |  |" in text
     assert "host that finished last (app1)" in text
