@@ -175,8 +175,7 @@ class BenchWorker:
         raise RuntimeError(f"{self.node} did not answer {method}")
 
     def ledger_ids(self):
-        entries = ledger_entries(self.ledger)
-        return [entry["id"] for entry in entries], max((entry["ts"] for entry in entries), default=0.0)
+        return [entry["id"] for entry in ledger_entries(self.ledger)]
 
     def rss(self):
         return rss_kib(descendants(self.proc.pid))
@@ -351,13 +350,15 @@ def run_pattern(args, app, worker, pattern, count):
     return row
 
 
-def throughput(args, app, pool, concurrency, heartbeat, label, patterns, tasks):
-    """Each pattern, one after the other, on one worker started once; a row per pattern."""
+def throughput(args, app, pool, concurrency, heartbeat, label, as_role, patterns, tasks):
+    """Each pattern, one after the other, on one worker started once; a row per pattern.
+
+    as_role: the worker runs as the workers role runs this pool (False for the Celery default comparison rows).
+    """
     rows = []
     with bench_worker(args, app, pool, concurrency, heartbeat) as worker:
         for pattern in patterns:
-            # as_role: run as the workers role runs this pool (False for the Celery default comparison rows).
-            row = {"pool": pool, "concurrency": concurrency, "heartbeat": label, "as_role": patterns is args.patterns}
+            row = {"pool": pool, "concurrency": concurrency, "heartbeat": label, "as_role": as_role}
             row.update(run_pattern(args, app, worker, pattern, tasks))
             rows.append(row)
     return rows
@@ -391,7 +392,7 @@ def memory(args, app, pool, concurrency, heartbeat):
             "tasks": load,
             "task_seconds": args.memory_task_seconds,
             "publish_rate": args.memory_rate,
-            "completed": len(set(worker.ledger_ids()[0]) & set(sent)),
+            "completed": len(set(worker.ledger_ids()) & set(sent)),
             "rss_rest_kib": at_rest,
             "rss_load_kib": max(peak),
         }
@@ -455,7 +456,7 @@ def main(argv=None):
         # and fewer tasks, or they alone would take minutes.
         patterns = ["steady"] if celery_default else args.patterns
         tasks = args.default_tasks if celery_default else args.tasks
-        rows += throughput(args, app, pool, concurrency, heartbeat, label, patterns, tasks)
+        rows += throughput(args, app, pool, concurrency, heartbeat, label, not celery_default, patterns, tasks)
     green_heartbeat, _label = heartbeat_of(args.green_pool, False)
     memory_rows = [
         memory(args, app, args.green_pool, args.green_memory_concurrency, green_heartbeat),
