@@ -84,6 +84,12 @@ def worker_lists(inventory):
     return lists
 
 
+def ledger_entries(host, node):
+    """The completion ledger of ``node`` on ``host`` (one JSON object per finished task; [] when none yet)."""
+    out = host.run("cat %s/%s.jsonl 2>/dev/null || true", LEDGER_DIR, node).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
 def running_pid(host, program):
     """The main PID of ``program`` when supervisor reports it RUNNING, else None."""
     out = host.run("supervisorctl status %s", program).stdout

@@ -14,7 +14,17 @@ import re
 import time
 
 import pytest
-from stack_helpers import APP, APP_DIR, ENV_FILE, LEDGER_DIR, SITE, VENV_PYTHON, WRAPPER, run_playbook, worker_lists
+from stack_helpers import (
+    APP,
+    APP_DIR,
+    ENV_FILE,
+    SITE,
+    VENV_PYTHON,
+    WRAPPER,
+    ledger_entries,
+    run_playbook,
+    worker_lists,
+)
 
 TASKS = 300
 TASK_SECONDS = 1.0
@@ -55,11 +65,6 @@ def test_max_overlap_counts_intervals_open_together():
     assert max_overlap([(0, 3), (1, 2), (1.5, 4), (5, 6)]) == 3
 
 
-def ledger(host, node):
-    out = host.run("cat %s/%s.jsonl 2>/dev/null || true", LEDGER_DIR, node).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
 def stream(host, task):
     script = f'set -a; . {ENV_FILE}; set +a; cd {APP_DIR}; exec {VENV_PYTHON} -c "$0" "$@"'
     cmd = host.run("sh -c %s %s %s %s %s %s", script, STREAM, task, str(TASKS), str(TASK_SECONDS), str(PUBLISH_RATE))
@@ -71,10 +76,10 @@ def wait_for(host, node, ids, timeout):
     """The ledger entries of the given ids once all are there (or the timeout passed), plus 2 s for late ones."""
     deadline = time.monotonic() + timeout
     wanted = set(ids)
-    while time.monotonic() < deadline and not wanted <= {entry["id"] for entry in ledger(host, node)}:
+    while time.monotonic() < deadline and not wanted <= {entry["id"] for entry in ledger_entries(host, node)}:
         time.sleep(1)
     time.sleep(2)
-    return [entry for entry in ledger(host, node) if entry["id"] in wanted]
+    return [entry for entry in ledger_entries(host, node) if entry["id"] in wanted]
 
 
 @pytest.mark.parametrize(

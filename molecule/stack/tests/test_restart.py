@@ -23,6 +23,7 @@ from stack_helpers import (
     VENV_PYTHON,
     WRAPPER,
     http_from,
+    ledger_entries,
     run_playbook,
     running_pid,
     wait_new_pid,
@@ -85,8 +86,7 @@ def send_tasks(host, plan):
 
 
 def ledger_ids(host, node):
-    out = host.run("cat %s/%s.jsonl 2>/dev/null || true", LEDGER_DIR, node).stdout
-    return [json.loads(line)["id"] for line in out.splitlines() if line.strip()]
+    return [entry["id"] for entry in ledger_entries(host, node)]
 
 
 def log_size(host, program):
