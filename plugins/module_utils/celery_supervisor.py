@@ -2,285 +2,59 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Warm restarts of supervisor-managed Celery workers.
+"""Warm restarts of supervisor-managed Celery workers: the state machine.
 
 The module ``celeryops.stack.celery_worker`` is a thin shell around this file:
 
-* pure functions parse a worker command line, expand Celery node names, select programs, decide what a
-  desired state means for a current supervisor state and interpret probe output;
-* :class:`SupervisorClient` speaks XML-RPC to supervisord over its UNIX socket (stdlib only);
-* :class:`CeleryProbe` runs ``celery inspect`` through a ``run_command`` callable;
-* :class:`WorkerController` drives drains, restarts and stops with an injectable clock and sleep, so that every
-  branch can be unit-tested with fakes.
+* pure functions select programs, decide what a desired state means for a current supervisor state, follow a
+  drain or a start from process infos and shape the results;
+* :class:`WorkerController` drives quiesces, drains, restarts, stops and program (re)configurations with an
+  injectable clock and sleep, so that every branch can be unit-tested with fakes.
 
-Only the Python standard library is used; the code runs on the managed host (Python 3.8+).
+It talks to supervisord through ``supervisor_rpc.SupervisorClient`` and to the workers through
+``celery_cli.CeleryProbe``. Only the Python standard library is used; the code runs on the managed host
+(Python 3.8+).
 """
 
 from __future__ import annotations
 
-import errno
-import http.client
-import json
-import os
-import re
-import shlex
 import socket
 import time
-import xmlrpc.client
 
-DEFAULT_SOCKET = "/var/run/supervisor.sock"
-DEFAULT_QUEUE = "celery"
-DEFAULT_NODE_PREFIX = "celery"
-
-# supervisor.states.ProcessStates names, as reported in ``statename``.
-STOPPED = "STOPPED"
-STARTING = "STARTING"
-RUNNING = "RUNNING"
-BACKOFF = "BACKOFF"
-STOPPING = "STOPPING"
-EXITED = "EXITED"
-FATAL = "FATAL"
-UNKNOWN = "UNKNOWN"
-
-#: states in which a process has a live pid that may be serving tasks
-ALIVE_STATES = (RUNNING, STARTING, STOPPING)
-#: states in which supervisor holds no process for the program
-DOWN_STATES = (STOPPED, EXITED, FATAL)
-
-# supervisor.xmlrpc.Faults codes that the controller reacts to.
-FAULT_SHUTDOWN_STATE = 6
-FAULT_BAD_NAME = 10
-FAULT_SPAWN_ERROR = 50
-FAULT_ALREADY_STARTED = 60
-FAULT_NOT_RUNNING = 70
+from ansible_collections.celeryops.stack.plugins.module_utils.celery_cli import bare_spec, build_worker_spec
+from ansible_collections.celeryops.stack.plugins.module_utils.supervisor_rpc import (
+    ALIVE_STATES,
+    BACKOFF,
+    DOWN_STATES,
+    EXITED,
+    FATAL,
+    FAULT_ALREADY_STARTED,
+    FAULT_BAD_NAME,
+    FAULT_NOT_RUNNING,
+    FAULT_SPAWN_ERROR,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    STOPPING,
+    UNKNOWN,
+    CeleryWorkerError,
+    SupervisorError,
+    make_namespec,
+)
 
 SIGTERM_NUMBER = 15
 
+#: ``name`` that selects every Celery worker program (started, stopped, restarted)
+ALL_WORKERS = "*"
+
+#: states that apply a program's file (``name`` only: one standalone program)
+FILE_STATES = ("present", "absent")
+
 #: seconds an EXITED program is left to supervisord's autorestart before the module calls startProcess itself
 AUTORESTART_GRACE = 3.0
+
 # The reply wait of a ping sent while supervisor still counts startsecs (the node may not listen yet).
 EARLY_PING_TIMEOUT = 0.3
-
-# Celery global options (``celery [OPTIONS] COMMAND``) that take a value and that the ``inspect`` probes must
-# repeat so that they reach the same app and broker as the worker.
-_GLOBAL_VALUE_OPTIONS = {
-    "-A": "--app",
-    "--app": "--app",
-    "-b": "--broker",
-    "--broker": "--broker",
-    "--result-backend": "--result-backend",
-    "--loader": "--loader",
-    "--config": "--config",
-    "--workdir": "--workdir",
-}
-
-_NODE_FORMAT_RE = re.compile(r"%(.)")
-
-
-class CeleryWorkerError(Exception):
-    """A failure to report to the user; ``message`` says what happened and what to look at."""
-
-    def __init__(self, message, programs=None):
-        super().__init__(message)
-        self.message = message
-        self.programs = programs or []
-
-
-class SupervisorError(CeleryWorkerError):
-    """supervisord cannot be reached or answered with an error."""
-
-    def __init__(self, message, fault_code=None):
-        super().__init__(message)
-        self.fault_code = fault_code
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Pure functions
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def make_namespec(group, name):
-    """Return the name supervisor's RPC uses for a process: ``name`` for a standalone program, else ``group:name``."""
-    if not group or group == name:
-        return name
-    return f"{group}:{name}"
-
-
-def _option_value(argv, index, long_names, short_names):
-    """Match ``argv[index]`` against an option that takes a value.
-
-    Returns ``(value, consumed)`` where ``consumed`` is how many tokens were used, or ``(None, 0)``.
-    Accepts ``--long=value``, ``--long value``, ``-s value`` and ``-svalue`` (click's spellings).
-    """
-    token = argv[index]
-    for long_name in long_names:
-        if token == long_name:
-            if index + 1 < len(argv):
-                return argv[index + 1], 2
-            return "", 1
-        if token.startswith(long_name + "="):
-            return token[len(long_name) + 1 :], 1
-    for short_name in short_names:
-        if token == short_name:
-            if index + 1 < len(argv):
-                return argv[index + 1], 2
-            return "", 1
-        if token.startswith(short_name) and len(token) > len(short_name):
-            value = token[len(short_name) :]
-            return (value[1:] if value.startswith("=") else value), 1
-    return None, 0
-
-
-def _global_option(argv, index):
-    """Return ``(canonical_long_name, value, consumed)`` if ``argv[index]`` is a Celery global value option."""
-    for spelling, canonical in _GLOBAL_VALUE_OPTIONS.items():
-        if spelling.startswith("--"):
-            value, consumed = _option_value(argv, index, (spelling,), ())
-        else:
-            value, consumed = _option_value(argv, index, (), (spelling,))
-        if consumed:
-            return canonical, value, consumed
-    return None, None, 0
-
-
-def parse_worker_command(command):
-    """Parse a supervisor ``command`` that runs ``<wrapper> [global options] worker [worker options]``.
-
-    Returns a dict with ``wrapper`` (argv[0]), ``global_args`` (``--opt=value`` strings to repeat before
-    ``inspect``, e.g. ``--app=proj:app``), ``hostname`` (the raw ``-n``/``--hostname`` template or None) and
-    ``queues`` (list; ``['celery']`` when ``-Q``/``--queues`` is absent) and ``pool`` (``-P``/``--pool``;
-    ``prefork`` when absent).
-    Raises ``ValueError`` when the command has no ``worker`` subcommand.
-    """
-    try:
-        argv = shlex.split(command or "")
-    except ValueError as exc:
-        raise ValueError(f"cannot split the command line ({exc})") from None
-    if not argv:
-        raise ValueError("the command is empty")
-
-    global_args = []
-    seen_globals = set()
-
-    def remember_global(canonical, value):
-        """Keep the first value of each global option (--app, --broker, …) for the probes."""
-        if canonical not in seen_globals:
-            seen_globals.add(canonical)
-            global_args.append(f"{canonical}={value}")
-
-    subcommand_index = None
-    index = 1
-    while index < len(argv):
-        canonical, value, consumed = _global_option(argv, index)
-        if consumed:
-            remember_global(canonical, value)
-            index += consumed
-            continue
-        if argv[index].startswith("-"):
-            index += 1
-            continue
-        subcommand_index = index
-        break
-    if subcommand_index is None or argv[subcommand_index] != "worker":
-        found = argv[subcommand_index] if subcommand_index is not None else "none"
-        raise ValueError(f"the command has no 'worker' subcommand (subcommand: {found})")
-
-    hostname = None
-    queues = None
-    pool = None
-    index = subcommand_index + 1
-    while index < len(argv):
-        value, consumed = _option_value(argv, index, ("--hostname",), ("-n",))
-        if consumed:
-            hostname = value
-            index += consumed
-            continue
-        value, consumed = _option_value(argv, index, ("--queues",), ("-Q",))
-        if consumed:
-            queues = [queue.strip() for queue in value.split(",") if queue.strip()]
-            index += consumed
-            continue
-        value, consumed = _option_value(argv, index, ("--pool",), ("-P",))
-        if consumed:
-            pool = value
-            index += consumed
-            continue
-        # Celery 5 wants -A/--app before the subcommand; accept it after ``worker`` too for the probes.
-        canonical, value, consumed = _global_option(argv, index)
-        if consumed:
-            remember_global(canonical, value)
-            index += consumed
-            continue
-        index += 1
-
-    return {
-        "wrapper": argv[0],
-        "global_args": global_args,
-        "hostname": hostname,
-        "queues": queues or [DEFAULT_QUEUE],
-        "pool": pool or "prefork",
-    }
-
-
-def expand_node_name(template, hostname):
-    """Expand a worker ``--hostname`` the way Celery does.
-
-    A template without ``@`` gets the default ``celery@`` prefix; no template means ``celery@<hostname>``.
-    ``%h`` is the full host name, ``%n`` its first label, ``%d`` the rest (domain) and ``%%`` a literal ``%``.
-    Raises ``ValueError`` for other ``%`` keys (``%i``/``%I`` only exist in a pool child).
-    """
-    if not template:
-        template = hostname
-    if "@" in template:
-        name, host = template.split("@", 1)
-    else:
-        name, host = "", template
-    template = f"{name or DEFAULT_NODE_PREFIX}@{host or hostname}"
-    short, _dot, domain = hostname.partition(".")
-    keys = {"h": hostname, "n": short, "d": domain, "%": "%"}
-
-    def _resolve(match):
-        key = match.group(1)
-        if key not in keys:
-            raise ValueError(f"unknown node name format key '%{key}' in {template!r}")
-        return keys[key]
-
-    return _NODE_FORMAT_RE.sub(_resolve, template)
-
-
-def build_worker_spec(config, hostname):
-    """Turn one ``supervisor.getAllConfigInfo()`` entry into a worker spec dict.
-
-    Raises ``ValueError`` when the program is not a Celery worker (message names the program and its command).
-    """
-    namespec = make_namespec(config.get("group"), config["name"])
-    command = config.get("command") or ""
-    try:
-        parsed = parse_worker_command(command)
-    except ValueError as exc:
-        raise ValueError(
-            f"supervisor program '{namespec}' is not a Celery worker: {exc}. Its command is: {command}"
-        ) from None
-    try:
-        node = expand_node_name(parsed["hostname"], hostname)
-    except ValueError as exc:
-        raise ValueError(f"supervisor program '{namespec}': {exc}") from None
-    return {
-        "name": namespec,
-        "group": config.get("group") or config["name"],
-        "program": config["name"],
-        "command": command,
-        "wrapper": parsed["wrapper"],
-        "global_args": parsed["global_args"],
-        "node": node,
-        "queues": parsed["queues"],
-        "pool": parsed["pool"],
-        "startsecs": int(config.get("startsecs") or 0),
-        "stopwaitsecs": int(config.get("stopwaitsecs") or 0),
-        "stopsignal": config.get("stopsignal"),
-        "inuse": config.get("inuse", True),
-        "logfile": config.get("stdout_logfile") or "",
-    }
 
 
 def _known_programs_text(configs):
@@ -288,26 +62,33 @@ def _known_programs_text(configs):
     return ", ".join(names) if names else "(none)"
 
 
+def _worker_specs(configs, hostname):
+    """Every program of ``configs`` that is a Celery worker, as specs; the others are left out."""
+    specs = []
+    for config in configs:
+        try:
+            specs.append(build_worker_spec(config, hostname))
+        except ValueError:
+            continue
+    return specs
+
+
 def select_programs(configs, hostname, name=None, queue=None):
-    """Select the worker programs named by ``name`` (program, ``group:name`` or ``group:*``) or serving ``queue``.
+    """Select the worker programs named by ``name`` (program, ``group:name``, ``group:*`` or ``*``) or serving
+    ``queue``.
 
     Returns a list of worker specs (see :func:`build_worker_spec`) in supervisor's order.
     Raises :class:`CeleryWorkerError` with the known names when nothing matches, or when a named program is not
     a Celery worker or is not active in supervisord. Programs that are not Celery workers are skipped by a
-    ``queue`` selection.
+    ``queue`` selection and by ``*``, which selects every worker supervisord runs (``inuse``), possibly none.
     """
+    if name == ALL_WORKERS:
+        return [spec for spec in _worker_specs(configs, hostname) if spec["inuse"]]
     if queue is not None:
-        specs = []
-        workers = []
-        for config in configs:
-            try:
-                spec = build_worker_spec(config, hostname)
-            except ValueError:
-                continue
-            workers.append(f"{spec['name']} ({','.join(spec['queues'])})")
-            if queue in spec["queues"]:
-                specs.append(spec)
+        workers = _worker_specs(configs, hostname)
+        specs = [spec for spec in workers if queue in spec["queues"]]
         if not specs:
+            workers = [f"{spec['name']} ({','.join(spec['queues'])})" for spec in workers]
             known = ", ".join(workers) if workers else "(none)"
             raise CeleryWorkerError(
                 f"no supervisor program runs a Celery worker that serves queue '{queue}'. "
@@ -343,12 +124,45 @@ def select_programs(configs, hostname, name=None, queue=None):
     return _check_inuse(specs)
 
 
+def find_program_config(configs, name):
+    """Return the ``getAllConfigInfo`` entry of the standalone program ``name`` (``[program:NAME]``, the only
+    process of its own group), or None when no entry has that group.
+
+    Raises :class:`CeleryWorkerError` when the group ``name`` holds other processes (``numprocs`` > 1 or a
+    ``[group:NAME]`` section): state=present/absent add and remove whole groups.
+    """
+    members = [c for c in configs if (c.get("group") or c["name"]) == name]
+    if not members:
+        return None
+    if len(members) > 1 or members[0]["name"] != name:
+        held = ", ".join(make_namespec(c.get("group"), c["name"]) for c in members)
+        raise CeleryWorkerError(
+            f"supervisor group '{name}' holds {held}: state=present and state=absent apply one standalone "
+            f"program ([program:{name}] with numprocs=1, in no [group:...] section)"
+        )
+    return members[0]
+
+
+def program_file_spec(configs, name, hostname):
+    """The worker spec of the standalone program ``name`` declared in ``configs``, or None when none declares it.
+
+    Raises :class:`CeleryWorkerError` when the group holds other programs or the command is not a Celery worker.
+    """
+    config = find_program_config(configs, name)
+    if config is None:
+        return None
+    try:
+        return build_worker_spec(config, hostname)
+    except ValueError as exc:
+        raise CeleryWorkerError(str(exc)) from None
+
+
 def _check_inuse(specs):
     idle = [spec["name"] for spec in specs if not spec["inuse"]]
     if idle:
         raise CeleryWorkerError(
-            f"supervisor program(s) {', '.join(idle)} are configured but not active in supervisord: run "
-            "`supervisorctl reread && supervisorctl update` (the workers role does this) first"
+            f"supervisor program(s) {', '.join(idle)} are configured but not active in supervisord: apply them "
+            "first with state=present (the workers role does this), or `supervisorctl update NAME`"
         )
     return specs
 
@@ -398,10 +212,11 @@ def decide_action(desired, statename):
     raise CeleryWorkerError(f"unknown state '{desired}': use started, stopped or restarted")
 
 
-#: actions that signal, start or stop something
-MUTATING_ACTIONS = ("start", "restart", "wait_down_then_start", "stop")
+#: actions that signal, start, stop, add or remove something
+MUTATING_ACTIONS = ("start", "restart", "wait_down_then_start", "stop", "add", "reload", "remove")
+
 #: actions whose end state is a running, answering worker
-UP_ACTIONS = ("wait_up", "start", "restart", "wait_down_then_start")
+UP_ACTIONS = ("wait_up", "start", "restart", "wait_down_then_start", "add", "reload")
 
 
 def drain_finished(info, old_pid, mode):
@@ -444,118 +259,6 @@ def start_progress(info, old_pid, startsecs):
     return "starting"
 
 
-def parse_inspect_json(stdout):
-    """Extract the ``{node: reply}`` mapping printed by ``celery inspect ... --json``.
-
-    Celery 5.5 prints one JSON object; older releases print a list of ``{node: reply}`` objects and may add a
-    ``N nodes online.`` line. Returns a dict, or None when the output holds no such JSON.
-    """
-    text = stdout or ""
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"[\[{]", text):
-        try:
-            value, _end = decoder.raw_decode(text, match.start())
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-        if isinstance(value, list) and all(isinstance(item, dict) for item in value):
-            merged = {}
-            for item in value:
-                merged.update(item)
-            return merged
-    return None
-
-
-def ping_answered(rc, stdout, node, custom=False):
-    """Tell whether a ping probe shows ``node`` alive.
-
-    The default probe must print ``{node: {"ok": "pong"}}``. A custom probe succeeds on rc 0 unless it printed an
-    inspect-style JSON mapping without the node.
-    """
-    replies = parse_inspect_json(stdout)
-    if custom:
-        return rc == 0 and (replies is None or node in replies)
-    if rc != 0 or replies is None or node not in replies:
-        return False
-    reply = replies[node]
-    return not (isinstance(reply, dict) and "error" in reply)
-
-
-def listed_task_count(rc, stdout, node):
-    """Return how many tasks ``inspect active --json`` (or ``reserved``) lists for ``node``, or None when unknown."""
-    if rc != 0:
-        return None
-    replies = parse_inspect_json(stdout)
-    if not replies or node not in replies:
-        return None
-    reply = replies[node]
-    if isinstance(reply, list):
-        return len(reply)
-    return None
-
-
-def _format_seconds(value):
-    return f"{value:g}"
-
-
-def build_inspect_argv(spec, action, timeout):
-    """Build ``<wrapper> [--app=...] inspect <action> --destination <node> --timeout <s> --json``."""
-    argv = [spec["wrapper"]]
-    argv.extend(spec["global_args"])
-    argv.extend(["inspect", action, "--destination", spec["node"], "--timeout", _format_seconds(timeout), "--json"])
-    return argv
-
-
-def build_control_argv(spec, command, arguments, timeout):
-    """Build ``<wrapper> [--app=...] control <command> <arguments> --destination <node> --timeout <s> --json``."""
-    argv = [spec["wrapper"]]
-    argv.extend(spec["global_args"])
-    argv.extend(["control", command, *arguments])
-    argv.extend(["--destination", spec["node"], "--timeout", _format_seconds(timeout), "--json"])
-    return argv
-
-
-def control_confirmed(rc, stdout, node):
-    """Tell whether ``celery control ... --json`` printed an ``{"ok": ...}`` reply from ``node``."""
-    if rc != 0:
-        return False
-    replies = parse_inspect_json(stdout)
-    reply = (replies or {}).get(node)
-    return isinstance(reply, dict) and "ok" in reply
-
-
-def build_ping_argv(spec, timeout, override=None):
-    """Build the ping probe; ``override`` is a list whose items may hold ``{wrapper}``, ``{node}``, ``{timeout}``,
-    ``{program}`` and ``{app}`` placeholders."""
-    if not override:
-        return build_inspect_argv(spec, "ping", timeout)
-    app = ""
-    for arg in spec["global_args"]:
-        if arg.startswith("--app="):
-            app = arg[len("--app=") :]
-    values = {
-        "{wrapper}": spec["wrapper"],
-        "{node}": spec["node"],
-        "{timeout}": _format_seconds(timeout),
-        "{program}": spec["name"],
-        "{app}": app,
-    }
-    argv = []
-    for item in override:
-        for placeholder, value in values.items():
-            item = item.replace(placeholder, value)
-        argv.append(item)
-    return argv
-
-
-def bound_argv(argv, timeout_bin, limit):
-    """Prefix ``argv`` with coreutils ``timeout`` (when available) so a probe cannot hang on a dead broker."""
-    if not timeout_bin:
-        return list(argv)
-    return [timeout_bin, "--kill-after=5", str(max(1, int(limit)))] + list(argv)
-
-
 def program_result(spec, info_before, action, check_mode):
     """Start the per-program result dict from the spec and the first process info."""
     state = info_before.get("statename")
@@ -583,6 +286,10 @@ def predict_after(result, desired):
     if result["action"] == "none":
         result["state_after"] = result["state_before"]
         result["pid_after"] = result["pid_before"]
+    elif result["action"] == "remove":
+        # supervisord no longer has the program: no state, no pid
+        result["state_after"] = None
+        result["pid_after"] = None
     elif desired == "stopped":
         result["state_after"] = STOPPED
         result["pid_after"] = None
@@ -617,7 +324,34 @@ def validate_params(params):
         value = params.get(key)
         if value is not None and not value.strip():
             errors.append(f"{key} must not be empty")
+    state = params.get("state")
+    name = params.get("name")
+    if state in FILE_STATES:
+        if params.get("queue") is not None:
+            errors.append(f"queue cannot be used with state={state}: name the program with name")
+        elif name and (":" in name or name.strip() == ALL_WORKERS):
+            errors.append(
+                f"state={state} takes the name of one standalone program ([program:NAME]), not '{name}': "
+                "supervisord adds and removes whole groups"
+            )
     return errors
+
+
+def stop_preflight(spec, params):
+    """Return warnings, and raise when supervisor's stop of ``spec`` would not be a warm shutdown."""
+    if spec["stopsignal"] not in (None, SIGTERM_NUMBER, "TERM"):
+        raise CeleryWorkerError(
+            f"supervisor program '{spec['name']}' has stopsignal={spec['stopsignal']}, not TERM: state="
+            f"{params['state']} uses supervisor's stop, which would not be a warm Celery shutdown. Set "
+            "stopsignal=TERM in its program section."
+        )
+    if spec["stopwaitsecs"] and spec["stopwaitsecs"] < params["timeout"]:
+        return [
+            f"supervisor program '{spec['name']}' has stopwaitsecs={spec['stopwaitsecs']} < "
+            f"timeout={params['timeout']}: supervisord itself SIGKILLs the process group after "
+            f"{spec['stopwaitsecs']} seconds of a stop, whatever on_timeout says."
+        ]
+    return []
 
 
 def preflight_warnings(specs, params):
@@ -626,201 +360,8 @@ def preflight_warnings(specs, params):
     if params["state"] != "stopped":
         return warnings
     for spec in specs:
-        if spec["stopsignal"] not in (None, SIGTERM_NUMBER, "TERM"):
-            raise CeleryWorkerError(
-                f"supervisor program '{spec['name']}' has stopsignal={spec['stopsignal']}, not TERM: state=stopped "
-                "uses supervisor's stop, which would not be a warm Celery shutdown. Set stopsignal=TERM in its "
-                "program section."
-            )
-        if spec["stopwaitsecs"] and spec["stopwaitsecs"] < params["timeout"]:
-            warnings.append(
-                f"supervisor program '{spec['name']}' has stopwaitsecs={spec['stopwaitsecs']} < "
-                f"timeout={params['timeout']}: supervisord itself SIGKILLs the process group after "
-                f"{spec['stopwaitsecs']} seconds of a stop, whatever on_timeout says."
-            )
+        warnings.extend(stop_preflight(spec, params))
     return warnings
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# supervisord XML-RPC over its UNIX socket
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class UnixSocketHTTPConnection(http.client.HTTPConnection):
-    """An HTTP connection whose transport is an AF_UNIX stream socket."""
-
-    def __init__(self, socket_path, timeout=30):
-        http.client.HTTPConnection.__init__(self, "localhost", timeout=timeout)
-        self.socket_path = socket_path
-
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except Exception:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-class UnixSocketTransport(xmlrpc.client.Transport):
-    """An ``xmlrpc.client`` transport that reaches supervisord's ``[unix_http_server]`` socket."""
-
-    def __init__(self, socket_path, timeout=30):
-        xmlrpc.client.Transport.__init__(self)
-        self.socket_path = socket_path
-        self.socket_timeout = timeout
-
-    def make_connection(self, host):
-        if self._connection and self._connection[0] == host:
-            return self._connection[1]
-        connection = UnixSocketHTTPConnection(self.socket_path, self.socket_timeout)
-        self._connection = host, connection
-        return connection
-
-
-def explain_socket_error(socket_path, exc):
-    """Turn an OS error on the supervisor socket into a message that says what to check."""
-    code = getattr(exc, "errno", None)
-    if code in (errno.EACCES, errno.EPERM):
-        return (
-            f"permission denied on the supervisord socket {socket_path} (mode 0700, owned by root): run the task with "
-            "`become: true`, or as a user the [unix_http_server] section allows (chown/chmod)"
-        )
-    if code in (errno.ENOENT, errno.ENOTDIR):
-        return (
-            f"the supervisord socket {socket_path} does not exist: is supervisord running "
-            "(`systemctl status supervisor`), and does [unix_http_server] file= point there?"
-        )
-    if code == errno.ECONNREFUSED:
-        return (
-            f"nothing listens on the supervisord socket {socket_path} (connection refused): supervisord is not "
-            "running; check `systemctl status supervisor` and /var/log/supervisor/supervisord.log"
-        )
-    return f"cannot talk to supervisord on {socket_path}: {exc}"
-
-
-class SupervisorClient:
-    """The few supervisord RPCs the module needs, with errors turned into :class:`SupervisorError`."""
-
-    def __init__(self, socket_path=DEFAULT_SOCKET, timeout=30, proxy=None):
-        self.socket_path = socket_path
-        if proxy is None:
-            proxy = xmlrpc.client.ServerProxy(
-                "http://localhost/RPC2", transport=UnixSocketTransport(socket_path, timeout), allow_none=True
-            )
-        self._proxy = proxy
-
-    def _call(self, method, *args):
-        try:
-            return getattr(self._proxy.supervisor, method)(*args)
-        except xmlrpc.client.Fault as exc:
-            if exc.faultCode == FAULT_SHUTDOWN_STATE:
-                raise SupervisorError(
-                    f"supervisord is shutting down or restarting ({exc.faultString}); retry once "
-                    "`supervisorctl status` answers",
-                    exc.faultCode,
-                ) from None
-            raise SupervisorError(f"supervisor.{method}{args!r} failed: {exc.faultString}", exc.faultCode) from None
-        except xmlrpc.client.ProtocolError as exc:
-            if exc.errcode == 401:
-                raise SupervisorError(
-                    f"supervisord on {self.socket_path} asks for a username and password; this module sends no "
-                    "credentials: remove username/password from [unix_http_server] (the socket mode protects it)"
-                ) from None
-            raise SupervisorError(
-                f"supervisord on {self.socket_path} answered HTTP {exc.errcode} {exc.errmsg}"
-            ) from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise SupervisorError(explain_socket_error(self.socket_path, exc)) from None
-
-    def check_running(self):
-        """Fail unless the socket exists and supervisord says RUNNING."""
-        if not os.path.exists(self.socket_path):
-            raise SupervisorError(explain_socket_error(self.socket_path, OSError(errno.ENOENT, "missing")))
-        state = self._call("getState")
-        if state.get("statename") != "RUNNING":
-            raise SupervisorError(
-                f"supervisord is in state {state.get('statename')}, not RUNNING; check `supervisorctl status` "
-                "and /var/log/supervisor/supervisord.log"
-            )
-        return state
-
-    def all_config_info(self):
-        return self._call("getAllConfigInfo")
-
-    def process_info(self, name):
-        return self._call("getProcessInfo", name)
-
-    def signal(self, name, signal_name):
-        return self._call("signalProcess", name, signal_name)
-
-    def start(self, name):
-        return self._call("startProcess", name, False)
-
-    def stop(self, name):
-        return self._call("stopProcess", name, False)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Celery probes
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class CeleryProbe:
-    """Runs read-only ``celery inspect`` commands through the worker's own wrapper.
-
-    ``run_command`` takes an argv list and returns ``(rc, stdout, stderr)`` (``AnsibleModule.run_command``).
-    """
-
-    def __init__(self, run_command, ping_timeout=5.0, ping_command=None, timeout_bin=None, margin=60):
-        self.run_command = run_command
-        self.ping_timeout = ping_timeout
-        self.ping_command = ping_command
-        self.timeout_bin = timeout_bin
-        self.margin = margin
-        self.last_output = ""
-
-    def _run(self, argv):
-        limit = self.ping_timeout + self.margin
-        rc, out, err = self.run_command(bound_argv(argv, self.timeout_bin, limit))
-        self.last_output = ((out or "") + (err or "")).strip()[-500:]
-        return rc, out
-
-    def ping(self, spec, timeout=None):
-        """Whether the node answers; ``timeout`` (default ``ping_timeout``) bounds the wait for its reply."""
-        argv = build_ping_argv(spec, timeout or self.ping_timeout, self.ping_command)
-        rc, out = self._run(argv)
-        return ping_answered(rc, out, spec["node"], custom=bool(self.ping_command))
-
-    def active_tasks(self, spec):
-        """Best effort: the number of tasks the node is executing, or None."""
-        return self._listed_tasks(spec, "active")
-
-    def reserved_tasks(self, spec):
-        """Best effort: the number of tasks the node has received but not started, or None."""
-        return self._listed_tasks(spec, "reserved")
-
-    def _listed_tasks(self, spec, action):
-        try:
-            rc, out = self._run(build_inspect_argv(spec, action, self.ping_timeout))
-        except Exception:  # pylint: disable=broad-except
-            return None
-        return listed_task_count(rc, out, spec["node"])
-
-    def cancel_consumer(self, spec, queue):
-        """Ask the node to stop consuming from ``queue``; whether it confirmed."""
-        try:
-            rc, out = self._run(build_control_argv(spec, "cancel_consumer", [queue], self.ping_timeout))
-        except Exception:  # pylint: disable=broad-except
-            return False
-        return control_confirmed(rc, out, spec["node"])
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Orchestration
-# ---------------------------------------------------------------------------------------------------------------
 
 
 class WorkerController:
@@ -908,8 +449,7 @@ class WorkerController:
     def drain(self, spec, result, mode):
         """Warm shutdown of the running worker, then ``on_timeout`` if it is still busy after ``timeout``."""
         old_pid = result["pid_before"]
-        if self.params["inspect_active"]:
-            result["active_tasks"] = self.probe.active_tasks(spec)
+        self._count_active(spec, result)
         self.quiesce(spec, result)
         started = self.clock()
         if mode == "stop":
@@ -959,10 +499,10 @@ class WorkerController:
         else:
             after = "supervisord restarts it (autorestart) once it exits"
         return (
-            f"worker '{spec['name']}' (pid {result['pid_before']}, node {spec['node']}) was still draining after "
-            f"timeout={self.params['timeout']} seconds ({active_text} task(s) were active when the warm shutdown "
-            f"began); on_timeout=fail left it draining: it takes no new tasks and {after}. Raise timeout, or use "
-            f"on_timeout=cold|kill; see `supervisorctl tail {spec['name']}`."
+            f"worker '{spec['name']}' (pid {result['pid_before']}, node {spec['node'] or 'unknown'}) was still "
+            f"draining after timeout={self.params['timeout']} seconds ({active_text} task(s) were active when the warm "
+            f"shutdown began); on_timeout=fail left it draining: it takes no new tasks and {after}. Raise timeout, or "
+            f"use on_timeout=cold|kill; see `supervisorctl tail {spec['name']}`."
         )
 
     def wait_up(self, spec, result, old_pid, may_start):
@@ -1047,10 +587,14 @@ class WorkerController:
 
     def apply(self, spec, info, action):
         """Carry out ``action`` for one program; return its result dict (attached to any error raised)."""
-        begin = self.clock()
         result = program_result(spec, info, action, self.check_mode)
+        return self._carry_out(result, lambda begin: self._apply(spec, result, action, begin))
+
+    def _carry_out(self, result, work):
+        """Run ``work(begin)`` for one program's ``result``: time it, and attach it to any error raised."""
+        begin = self.clock()
         try:
-            self._apply(spec, result, action, begin)
+            work(begin)
         except CeleryWorkerError as exc:
             result["total_seconds"] = self._elapsed(begin)
             if not any(item is result for item in exc.programs):
@@ -1062,8 +606,8 @@ class WorkerController:
     def _apply(self, spec, result, action, begin):
         if self.check_mode:
             # Read-only probes only: nothing is signalled, started or stopped.
-            if action in ("restart", "stop") and self.params["inspect_active"]:
-                result["active_tasks"] = self.probe.active_tasks(spec)
+            if action in ("restart", "stop") or (action == "remove" and result["state_before"] in ALIVE_STATES):
+                self._count_active(spec, result)
             predict_after(result, self.params["state"])
             return
         if action == "none":
@@ -1082,25 +626,175 @@ class WorkerController:
         elif action == "wait_up":
             # STARTING/BACKOFF: supervisor is already (re)trying; startProcess would answer ALREADY_STARTED.
             self.wait_up(spec, result, 0, may_start=True)
-        else:  # wait_down, wait_down_then_start: someone else is stopping it
-            info, gone = self._wait_gone(spec, result["pid_before"], "stop", begin + self.params["timeout"])
-            if not gone:
-                self._record_after(result, info)
+        elif action == "wait_down":
+            self._record_after(result, self._wait_down(spec, result, begin))
+        else:  # wait_down_then_start: someone else is stopping it
+            self._wait_down(spec, result, begin)
+            self.wait_up(spec, result, result["pid_before"], may_start=True)
+
+    def _count_active(self, spec, result):
+        """Best effort, read-only: how many tasks the worker runs (``inspect_active``), when its node is known."""
+        if self.params["inspect_active"] and spec["node"]:
+            result["active_tasks"] = self.probe.active_tasks(spec)
+
+    def _wait_down(self, spec, result, begin):
+        """Someone else is stopping the program: wait (``timeout``) until it is down; return its last info."""
+        info, gone = self._wait_gone(spec, result["pid_before"], "stop", begin + self.params["timeout"])
+        if not gone:
+            self._record_after(result, info)
+            raise CeleryWorkerError(
+                f"worker '{spec['name']}' was already STOPPING and is still {info.get('statename')} after "
+                f"timeout={self.params['timeout']} seconds; supervisord SIGKILLs it after "
+                f"stopwaitsecs={spec['stopwaitsecs']}. Check `supervisorctl status {spec['name']}`.",
+                [result],
+            )
+        return info
+
+    # -- state=present / state=absent: one program's file ----------------------------------------------------
+
+    def _info_or_none(self, name):
+        """``getProcessInfo``, or None when supervisord does not run the program (``BAD_NAME``)."""
+        try:
+            return self.client.process_info(name)
+        except SupervisorError as exc:
+            if exc.fault_code == FAULT_BAD_NAME:
+                return None
+            raise
+
+    def _running_spec(self, configs, name):
+        """Return ``(spec, None)``, the spec of the process supervisord runs from the configuration it had read
+        before this task, or ``(None, why)`` when that configuration does not describe it as a Celery worker."""
+        config = find_program_config(configs, name)
+        if config is None:
+            return None, (
+                "the configuration supervisord had read before this task does not declare it (was `supervisorctl "
+                "reread` run, or another program applied, after its file changed?)"
+            )
+        try:
+            return build_worker_spec(config, self.hostname), None
+        except ValueError as exc:
+            return None, str(exc)
+
+    def _reload(self):
+        """``reloadConfig``, then the configuration it read: ``(added, changed, configs)``."""
+        added, changed, _removed = self.client.reload_config()
+        return added, changed, self.client.all_config_info()
+
+    def _take_down(self, spec, result, stop, begin):
+        """Bring the process down for good before its group is removed: ``stop`` is the action of state=stopped
+        (``stop`` drains it, ``wait_down`` waits for someone else's stop, ``none`` has nothing to do)."""
+        if stop == "stop":
+            self.drain(spec, result, "stop")
+        elif stop == "wait_down":
+            self._wait_down(spec, result, begin)
+
+    def present(self, name):
+        """state=present: run the program as its file declares it; a changed one is drained with its old settings."""
+        old_spec, problem = self._running_spec(self.client.all_config_info(), name)
+        if self.check_mode:
+            # reloadConfig would change supervisord's options: predict from what it runs now. A changed file is
+            # reported by the task that writes it.
+            info = self._info_or_none(name)
+            if info is None:
+                return self.apply(old_spec or bare_spec(name), {}, "add")
+            if old_spec is None:
+                raise CeleryWorkerError(f"supervisor program '{name}': {problem}")
+            return self.apply(old_spec, info, decide_action("started", info.get("statename")))
+        added, changed, configs = self._reload()
+        new_spec = program_file_spec(configs, name, self.hostname)
+        if new_spec is None:
+            raise CeleryWorkerError(
+                f"no file of supervisord's configuration declares the program '{name}' (known programs: "
+                f"{_known_programs_text(configs)}): write its [program:{name}] section into a file of the [include] "
+                f"files of supervisord.conf (/etc/supervisor/conf.d/{name}.conf by default) before state=present"
+            )
+        if name in added:
+            result = program_result(new_spec, {}, "add", False)
+
+            def add(_begin):
+                self.client.add_group(name)
+                # autostart spawns it on supervisord's next tick; wait_up starts it if it stays STOPPED/EXITED
+                self.wait_up(new_spec, result, 0, may_start=True)
+
+            return self._carry_out(result, add)
+        info = self.client.process_info(name)
+        if name not in changed:
+            return self.apply(new_spec, info, decide_action("started", info.get("statename")))
+        missing = None
+        if old_spec is None:
+            missing = (
+                f"worker '{name}': {problem}; the quiesce and the warm stop of its running process used the node name "
+                "and queues of its new file"
+            )
+
+        def add_again(result):
+            self.client.add_group(name)
+            self.wait_up(new_spec, result, result["pid_before"], may_start=True)
+
+        return self._stop_and_remove(name, info, old_spec or new_spec, missing, new_spec, "reload", then=add_again)
+
+    def absent(self, name):
+        """state=absent: drain and stop the program, then remove it from supervisord (its file is gone)."""
+        spec, problem = self._running_spec(self.client.all_config_info(), name)
+        # A group in use in that configuration is one supervisord runs, so getProcessInfo finds it.
+        info = self._info_or_none(name)
+        if not self.check_mode:
+            _added, _changed, configs = self._reload()
+            if find_program_config(configs, name) is not None:
                 raise CeleryWorkerError(
-                    f"worker '{spec['name']}' was already STOPPING and is still {info.get('statename')} after "
-                    f"timeout={self.params['timeout']} seconds; supervisord SIGKILLs it after "
-                    f"stopwaitsecs={spec['stopwaitsecs']}. Check `supervisorctl status {spec['name']}`.",
-                    [result],
+                    f"supervisor program '{name}' is still declared by a file of supervisord's configuration: delete "
+                    f"that file first (/etc/supervisor/conf.d/{name}.conf by default; see [include] files= in "
+                    "supervisord.conf), otherwise supervisord adds the program again at its next update or restart. "
+                    "Nothing was stopped."
                 )
-            if action == "wait_down":
-                self._record_after(result, info)
-            else:
-                self.wait_up(spec, result, result["pid_before"], may_start=True)
+        missing = None if spec else f"worker '{name}': {problem}; it was stopped without the quiesce"
+        spec = spec or bare_spec(name)
+        if info is None:
+            return self.apply(spec, {}, "none")
+        if self.check_mode:
+            return self.apply(spec, info, "remove")
+        return self._stop_and_remove(name, info, spec, missing, spec, "remove")
+
+    def _stop_and_remove(self, name, info, stop_spec, missing, result_spec, action, then=None):
+        """Bring the process down for good, drained with ``stop_spec`` (the settings it was started with; the
+        warning ``missing`` when they were not known), remove its group, then ``then(result)``. The result, of
+        ``action``, describes ``result_spec``."""
+        stop = decide_action("stopped", info.get("statename"))
+        if stop == "stop":
+            self.warnings.extend([missing] if missing else [])
+            self.warnings.extend(stop_preflight(stop_spec, self.params))
+        result = program_result(result_spec, info, action, False)
+
+        def work(begin):
+            self._take_down(stop_spec, result, stop, begin)
+            self.client.remove_group(name)
+            if then is not None:
+                then(result)
+
+        return self._carry_out(result, work)
+
+    # -- all states --------------------------------------------------------------------------------------------
 
     def run(self):
         """Select and validate everything first, then act program by program. Returns ``(changed, result)``."""
         begin = self.clock()
         self.client.check_running()
+        if self.params["state"] == "present":
+            programs = [self.present(self.params["name"])]
+        elif self.params["state"] == "absent":
+            programs = [self.absent(self.params["name"])]
+        else:
+            programs = self._run_selected()
+        changed = any(item["changed"] for item in programs)
+        return changed, {
+            "changed": changed,
+            "programs": programs,
+            "total_seconds": self._elapsed(begin),
+            "diff": build_diff(programs),
+        }
+
+    def _run_selected(self):
+        """started, stopped, restarted: the selected programs one after the other; their results."""
         specs = select_programs(
             self.client.all_config_info(),
             self.hostname,
@@ -1119,10 +813,4 @@ class WorkerController:
             except CeleryWorkerError as exc:
                 exc.programs = programs + exc.programs
                 raise
-        changed = any(item["changed"] for item in programs)
-        return changed, {
-            "changed": changed,
-            "programs": programs,
-            "total_seconds": self._elapsed(begin),
-            "diff": build_diff(programs),
-        }
+        return programs

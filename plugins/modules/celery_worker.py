@@ -8,11 +8,16 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: celery_worker
-short_description: Warm start, stop and restart of supervisor-managed Celery workers
+short_description: Warm start, stop, restart and (re)configuration of supervisor-managed Celery workers
 version_added: 0.1.0
 description:
   - Brings one or more Celery worker programs run by supervisord to C(started), C(stopped) or C(restarted), one
-    program after the other, without losing the tasks they are running.
+    program after the other, without losing the tasks they are running; applies the file of one program
+    (C(present), C(absent)) the same way.
+  - The module exists for the quiesce described below. C(supervisorctl stop), C(restart) and C(update) (and
+    M(community.general.supervisorctl)) send the C(stopsignal) at once, without it, so a prefork worker can run a
+    task twice. Every stop of a worker should go through this module, including the stop that a changed program
+    file or a restart of supervisord needs.
   - Talks to supervisord through XML-RPC on its UNIX socket (no C(supervisorctl), no password on a command line)
     and to the workers through C(celery inspect), run with the wrapper that is the program's C(argv[0]).
   - A B(warm restart) sends C(SIGTERM) to the worker's main process only (supervisor C(signalProcess)), waits
@@ -31,6 +36,17 @@ description:
     C(SIGKILL) to the process group after the program's C(stopwaitsecs), whatever I(on_timeout) says, so keep
     C(stopwaitsecs) at least as long as I(timeout) and the tasks' hard time limit.
   - Every program is validated (name, Celery worker command, node name, C(stopsignal)) before anything is changed.
+  - C(present) and C(absent) do for one program what C(supervisorctl update NAME) does, with the quiesce and the warm
+    stop. The module reads the configuration supervisord has loaded (the settings the running process was started
+    with, whose node name, queues and wrapper the quiesce needs), then calls C(reloadConfig), which re-reads every
+    program file like C(supervisorctl reread) without touching a process. A program supervisord does not run yet
+    is added (C(addProcessGroup)) and started. A program whose settings changed is quiesced and stopped with its
+    old settings (as C(stopped) does), removed (C(removeProcessGroup)) and added again, then awaited with the new
+    ones until it runs past C(startsecs) and answers a ping. Any other program is brought to C(started).
+  - Apply one program at a time. Write or delete its file, run this module for it, and only then write or delete
+    the next file. C(reloadConfig) re-reads every file. Once supervisord has read another program's new file, the
+    settings that program's running process was started with are lost. Its C(present) then quiesces it with the
+    new node name and queues, and no warning says so. Its C(absent) stops it without the quiesce, with a warning.
   - The module expects the deployment conventions of the C(celeryops.stack) workers role; C(stopsignal=TERM),
     C(killasgroup=true), no C(stopasgroup), C(autorestart=true), one program per queue whose command is
     C(<wrapper> [--app=...] worker [--hostname=...] [--queues=...] ...).
@@ -43,6 +59,9 @@ attributes:
     details:
       - Read-only probes run (supervisor state, configuration and C(celery inspect active)); nothing is signalled,
         started or stopped. The result says what would change.
+      - With I(state=present), supervisord does not re-read the program files in check mode (C(reloadConfig)
+        would change its loaded configuration), so a changed file is predicted by the task that writes it, not
+        by this module.
   diff_mode:
     description:
       - Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
@@ -58,6 +77,11 @@ options:
     description:
       - The supervisor program to manage, as supervisor names it in RPC; a standalone program's name
         (C(celery-customers)), C(group:name), or C(group:*) for every program of a group.
+      - C(*) selects every program that is a Celery worker and that supervisord runs; the others (Flower, ...) are
+        skipped, and no worker at all is no error (C(changed=false), RV(programs) empty). For example, stop them
+        all with C(state=stopped) before supervisord restarts, then wait for them with C(state=started).
+      - With I(state=present) or I(state=absent), the name of one standalone program (its C([program:NAME])
+        section, C(numprocs=1), in no C([group:...])), not C(group:name), C(group:*) or C(*).
       - Exactly one of I(name) and I(queue) is required.
     type: str
     aliases: [program]
@@ -65,16 +89,26 @@ options:
     description:
       - Manage every supervisor program whose worker command serves this Celery queue (C(-Q)/C(--queues); a worker
         without it serves C(celery)). Programs that are not Celery workers are ignored.
-      - Exactly one of I(name) and I(queue) is required.
+      - Exactly one of I(name) and I(queue) is required. Not with I(state=present) or I(state=absent).
     type: str
   state:
     description:
       - C(started) starts a program that is not running; a C(RUNNING) program is left alone (C(changed=false)).
       - C(stopped) drains and stops a running program and keeps it stopped; a stopped one is left alone.
       - C(restarted) always does a warm restart (drain, then a new process that answers a ping).
+      - C(present) makes supervisord run the program as its file now declares it (see the description). A new
+        program is added and started (action C(add)); a changed one is quiesced and stopped with its old settings,
+        removed, added again and awaited (action C(reload)); otherwise it acts like C(started). A program stopped
+        on purpose is started again. In check mode it does not call C(reloadConfig), which would change what
+        supervisord has loaded. A program supervisord does not run is predicted as C(add), any other as C(started)
+        would do. A changed file is reported by the task that writes it, not by this module in check mode.
+      - C(absent) quiesces and stops the program, then removes it from supervisord (action C(remove));
+        C(changed=false) when supervisord does not run it. Delete its file first. The task fails, before any stop,
+        when a file still declares the program after C(reloadConfig), since supervisord would add it again at its
+        next update or restart. In check mode, the file is not checked (its deletion was only predicted).
     type: str
     required: true
-    choices: [started, stopped, restarted]
+    choices: [started, stopped, restarted, present, absent]
   timeout:
     description:
       - Seconds to wait for a worker's running tasks to finish after the warm shutdown began (the drain).
@@ -157,6 +191,8 @@ notes:
   - The node name is expanded like Celery does (C(%h), C(%n), C(%d); C(celery@) is prepended to a name without C(@))
     with the managed host's name. When that does not match the workers, set I(ping_command).
   - The probes are bounded with coreutils C(timeout) when it is installed, so a dead broker cannot hang the task.
+  - C(reloadConfig) also reads the files of other programs. C(present) and C(absent) apply the named program only;
+    other changed, new or deleted files wait for their own task (as after C(supervisorctl reread)).
 requirements:
   - supervisord 4.x with a C([unix_http_server]) socket and its C([rpcinterface:supervisor]) section.
   - Celery 5.x on the managed host (its C(inspect ... --json) output).
@@ -206,6 +242,52 @@ EXAMPLES = r"""
     state: started
   become: true
 
+- name: Write the program file of the customers worker
+  ansible.builtin.template:
+    src: celery-customers.conf.j2
+    dest: /etc/supervisor/conf.d/celery-customers.conf
+    mode: "0644"
+  become: true
+
+# New: added and started. Changed: quiesce and warm stop with the old settings, then started with the new ones.
+# Either way the task ends when the worker runs past startsecs and answers a ping.
+- name: Apply the program file of the customers worker
+  celeryops.stack.celery_worker:
+    name: celery-customers
+    state: present
+    timeout: 900
+  become: true
+
+- name: Delete the program file of the retired reports worker
+  ansible.builtin.file:
+    path: /etc/supervisor/conf.d/celery-reports.conf
+    state: absent
+  become: true
+
+- name: Stop the retired reports worker gracefully and remove its program
+  celeryops.stack.celery_worker:
+    name: celery-reports
+    state: absent
+  become: true
+
+- name: Stop every Celery worker gracefully before supervisord restarts
+  celeryops.stack.celery_worker:
+    name: "*"
+    state: stopped
+  become: true
+
+- name: Restart supervisord
+  ansible.builtin.systemd_service:
+    name: supervisor
+    state: restarted
+  become: true
+
+- name: Wait until every Celery worker runs and answers a ping again
+  celeryops.stack.celery_worker:
+    name: "*"
+    state: started
+  become: true
+
 - name: Restart a worker and check it with a site-specific health check instead of celery inspect ping
   celeryops.stack.celery_worker:
     name: celery-customers
@@ -233,7 +315,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed:
-  description: Whether any program was (or, in check mode, would be) signalled, started or stopped.
+  description: Whether any program was (or, in check mode, would be) signalled, started, stopped, added or removed.
   returned: always
   type: bool
   sample: true
@@ -246,6 +328,8 @@ programs:
   description:
     - One entry per selected program, in supervisor's order. On failure, the entries of the programs handled so
       far, the failing one last.
+    - With I(state=present) or I(state=absent), one entry (none when the task fails before the program is
+      acted on). With I(name=*) and no worker, empty.
   returned: always
   type: list
   elements: dict
@@ -272,12 +356,17 @@ programs:
       type: str
       sample: celery-customers
     node:
-      description: The Celery node name of the worker, expanded from its C(--hostname).
+      description:
+        - The Celery node name of the worker, expanded from its C(--hostname). With I(state=present), from the new
+          file.
+        - C(null) when the worker command is unknown (I(state=absent) of a program no longer in the configuration
+          supervisord had loaded; check mode of a program to add).
       returned: always
       type: str
       sample: celery@customers.app1
     queues:
-      description: The queues the worker serves (C(-Q)/C(--queues); C(celery) when absent).
+      description:
+        - The queues the worker serves (C(-Q)/C(--queues); C(celery) when absent). Empty when I(node) is C(null).
       returned: always
       type: list
       elements: str
@@ -287,27 +376,35 @@ programs:
         - What the module did (or would do in check mode). C(none), C(start), C(restart), C(stop), C(wait_up)
           (supervisor was already starting it), C(wait_down) or C(wait_down_then_start) (someone else was stopping
           it).
+        - With I(state=present) also C(add) (a new program, added and started) and C(reload) (changed settings, so
+          drained and stopped, removed, added and started again); with I(state=absent), C(remove) (drained and
+          stopped if it ran, then removed) or C(none) (supervisord does not run it).
       returned: always
       type: str
       sample: restart
     pid_before:
-      description: The main pid before, or C(null) when it was not running.
+      description: The main pid before, or C(null) when it was not running (or supervisord did not have it).
       returned: always
       type: int
       sample: 4242
     pid_after:
       description:
-        - The main pid after, or C(null) when stopped. In check mode, C(null) where a new process would be spawned.
+        - The main pid after, or C(null) when stopped or removed. In check mode, C(null) where a new process would
+          be spawned.
       returned: always
       type: int
       sample: 4317
     state_before:
-      description: The supervisor state before (C(RUNNING), C(STOPPED), C(EXITED), C(FATAL), C(BACKOFF), ...).
+      description:
+        - The supervisor state before (C(RUNNING), C(STOPPED), C(EXITED), C(FATAL), C(BACKOFF), ...); C(null) when
+          supervisord did not have the program (action C(add), or C(none) of I(state=absent)).
       returned: always
       type: str
       sample: RUNNING
     state_after:
-      description: The supervisor state after (predicted in check mode).
+      description:
+        - The supervisor state after (predicted in check mode); C(null) when supervisord no longer has the program
+          (I(state=absent)).
       returned: always
       type: str
       sample: RUNNING
@@ -343,7 +440,7 @@ programs:
       type: float
       sample: 24.9
     changed:
-      description: Whether this program was (or would be) signalled, started or stopped.
+      description: Whether this program was (or would be) signalled, started, stopped, added or removed.
       returned: always
       type: bool
       sample: true
@@ -365,13 +462,15 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
+from ansible_collections.celeryops.stack.plugins.module_utils.celery_cli import CeleryProbe  # noqa: E402
 from ansible_collections.celeryops.stack.plugins.module_utils.celery_supervisor import (  # noqa: E402
-    DEFAULT_SOCKET,
-    CeleryProbe,
-    CeleryWorkerError,
-    SupervisorClient,
     WorkerController,
     validate_params,
+)
+from ansible_collections.celeryops.stack.plugins.module_utils.supervisor_rpc import (  # noqa: E402
+    DEFAULT_SOCKET,
+    CeleryWorkerError,
+    SupervisorClient,
 )
 
 
@@ -379,7 +478,7 @@ def argument_spec():
     return dict(
         name=dict(type="str", aliases=["program"]),
         queue=dict(type="str"),
-        state=dict(type="str", required=True, choices=["started", "stopped", "restarted"]),
+        state=dict(type="str", required=True, choices=["started", "stopped", "restarted", "present", "absent"]),
         timeout=dict(type="int", default=600),
         on_timeout=dict(type="str", default="fail", choices=["fail", "cold", "kill"]),
         start_timeout=dict(type="int", default=120),

@@ -54,6 +54,28 @@ def http_from(host, url, method="GET", auth=None, timeout=15):
     return json.loads(out)
 
 
+# Runs on an app host with the workers' environment: sends tasks to one queue without waiting for results and
+# prints their ids as one JSON list. The plan ([[seconds, count], ...]) arrives as argv[1].
+SEND = """
+import json, sys
+from myproject.celery_config import app
+plan = json.loads(sys.argv[1])
+ids = []
+with app.producer_or_acquire() as producer:
+    for seconds, queue in plan:
+        ids.append(app.send_task("core.sleep", args=(seconds,), queue=queue, producer=producer).id)
+print(json.dumps(ids))
+"""
+
+
+def send_tasks(host, plan):
+    """Send core.sleep tasks from ``host`` ([[seconds, queue], ...]) without waiting for them; their ids."""
+    script = f'set -a; . {ENV_FILE}; set +a; cd {APP_DIR}; exec {VENV_PYTHON} -c "$0" "$1"'
+    cmd = host.run("sh -c %s %s %s", script, SEND, json.dumps(plan))
+    assert cmd.rc == 0, cmd.stderr[-3000:]
+    return json.loads(cmd.stdout.strip().splitlines()[-1])
+
+
 def ansible_env():
     """The environment of every ansible command the tests run: the project's ansible.cfg, no colours."""
     return {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}

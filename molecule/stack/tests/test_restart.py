@@ -15,17 +15,15 @@ import time
 import pytest
 from stack_helpers import (
     APP,
-    APP_DIR,
-    ENV_FILE,
     LEDGER_DIR,
     PROJECT,
     SITE,
-    VENV_PYTHON,
     WRAPPER,
     http_from,
     ledger_entries,
     run_playbook,
     running_pid,
+    send_tasks,
     wait_new_pid,
     worker_lists,
 )
@@ -41,19 +39,6 @@ SHORT_TASKS = (450, 0.2)  # count, seconds
 LONG_TASKS = (60, 5.0)
 CUSTOMERS_NODE = "celery@customers.app1"
 FLOWER_URL = "http://app1:5555"
-
-# Runs on an app host with the workers' environment: sends tasks to one queue without waiting for results and
-# prints their ids as one JSON list. The plan ([[seconds, count], ...]) arrives as argv[1].
-SEND = """
-import json, sys
-from myproject.celery_config import app
-plan = json.loads(sys.argv[1])
-ids = []
-with app.producer_or_acquire() as producer:
-    for seconds, queue in plan:
-        ids.append(app.send_task("core.sleep", args=(seconds,), queue=queue, producer=producer).id)
-print(json.dumps(ids))
-"""
 
 
 def converge_workers(inventory, extra_vars=None):
@@ -76,13 +61,6 @@ def wait_ping(host, node, timeout=60):
             return
         time.sleep(2)
     pytest.fail(f"{node} does not answer a ping after {timeout} s")
-
-
-def send_tasks(host, plan):
-    script = f'set -a; . {ENV_FILE}; set +a; cd {APP_DIR}; exec {VENV_PYTHON} -c "$0" "$1"'
-    cmd = host.run("sh -c %s %s %s", script, SEND, json.dumps(plan))
-    assert cmd.rc == 0, cmd.stderr[-3000:]
-    return json.loads(cmd.stdout.strip().splitlines()[-1])
 
 
 def ledger_ids(host, node):

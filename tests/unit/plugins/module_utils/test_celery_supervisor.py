@@ -1,30 +1,27 @@
 # Copyright (c) celeryops.stack contributors
 # MIT License (see LICENSE)
 # SPDX-License-Identifier: MIT
-"""Unit tests of the pure logic, the XML-RPC client and the controller, with a fake supervisor and a fake clock."""
+"""Unit tests of the worker state machine: selection, decisions and the controller, with a fake supervisor, a fake
+probe and a fake clock."""
 
 from __future__ import annotations
 
 import errno
-import http.client
-import os
-import socketserver
-import threading
-import xmlrpc.client
-from xmlrpc.server import SimpleXMLRPCDispatcher, SimpleXMLRPCRequestHandler
 
 import pytest
 
+from ansible_collections.celeryops.stack.plugins.module_utils import celery_cli as cli
 from ansible_collections.celeryops.stack.plugins.module_utils import celery_supervisor as cs
-
-WRAPPER = "/opt/celery/bin/celery-run"
-APP = "--app=myproject.celery_config:app"
-CUSTOMERS_CMD = (
-    f"{WRAPPER} worker {APP} --queues=customers --hostname=customers.%h --pool=eventlet --concurrency=256 "
-    "--loglevel=INFO -E"
+from ansible_collections.celeryops.stack.plugins.module_utils import supervisor_rpc as rpc
+from ansible_collections.celeryops.stack.tests.unit.plugins.module_utils.worker_samples import (
+    APP,
+    CUSTOMERS_CMD,
+    DEFAULT_CMD,
+    INVOICES_CMD,
+    SPEC,
+    WRAPPER,
+    make_config,
 )
-INVOICES_CMD = f"{WRAPPER} {APP} worker -Q invoices,billing -n invoices@%n -P eventlet"
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Fakes
@@ -44,22 +41,6 @@ class FakeClock:
         self.now += seconds
 
 
-def make_config(name, command, group=None, **extra):
-    config = {
-        "name": name,
-        "group": group or name,
-        "command": command,
-        "startsecs": 5,
-        "stopwaitsecs": 900,
-        "stopsignal": 15,
-        "killasgroup": True,
-        "inuse": True,
-        "stdout_logfile": f"/var/log/supervisor/{name}.log",
-    }
-    config.update(extra)
-    return config
-
-
 def make_info(name, state, pid=0, group=None, **extra):
     info = {"name": name, "group": group or name, "statename": state, "pid": pid, "spawnerr": "", "description": ""}
     info.update(extra)
@@ -72,11 +53,16 @@ class FakeSupervisor:
     def __init__(self, clock, configs, infos):
         self.clock = clock
         self.configs = configs
-        self.infos = {cs.make_namespec(i["group"], i["name"]): dict(i) for i in infos}
+        self.infos = {rpc.make_namespec(i["group"], i["name"]): dict(i) for i in infos}
         self.events = []
         self.calls = []
         self.hooks = {}
         self.errors = {}
+        # reloadConfig: the configuration it reads from the files (None: unchanged) and its (added, changed,
+        # removed) answer
+        self.files = None
+        self.diff = ([], [], [])
+        self.add_answer = True
 
     def schedule(self, delay, name, **changes):
         self.events.append((self.clock.now + delay, name, changes))
@@ -106,6 +92,10 @@ class FakeSupervisor:
 
     def process_info(self, name):
         self._advance()
+        if name not in self.infos:
+            raise rpc.SupervisorError(
+                f"supervisor.getProcessInfo('{name}',) failed: BAD_NAME: {name}", rpc.FAULT_BAD_NAME
+            )
         return dict(self.infos[name])
 
     def signal(self, name, signal_name):
@@ -120,8 +110,25 @@ class FakeSupervisor:
         self._record("stop", name)
         return True
 
+    def reload_config(self):
+        self._record("reload_config")
+        if self.files is not None:
+            self.configs = self.files
+        return self.diff
+
+    def add_group(self, name):
+        """A new group's process is STOPPED until supervisord's autostart (a hook) or a startProcess."""
+        self.infos[name] = make_info(name, "STOPPED")
+        self._record("add_group", name)
+        return self.add_answer
+
+    def remove_group(self, name):
+        self._record("remove_group", name)
+        self.infos.pop(name, None)
+        return True
+
     def mutations(self):
-        return [call for call in self.calls if call[0] in ("signal", "start", "stop")]
+        return [call for call in self.calls if call[0] in ("signal", "start", "stop", "add_group", "remove_group")]
 
 
 class FakeProbe:
@@ -204,97 +211,9 @@ def customers(clock):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Parsing and node names
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("command", "hostname", "queues", "global_args"),
-    [
-        (CUSTOMERS_CMD, "customers.%h", ["customers"], [APP]),
-        (INVOICES_CMD, "invoices@%n", ["invoices", "billing"], [APP]),
-        (f"{WRAPPER} worker -A proj -Qa,b -ncustom@%h", "custom@%h", ["a", "b"], ["--app=proj"]),
-        (f"{WRAPPER} -A proj -b amqp://broker// worker", None, ["celery"], ["--app=proj", "--broker=amqp://broker//"]),
-        (f"{WRAPPER} --app proj worker --hostname x --queues q", "x", ["q"], ["--app=proj"]),
-        (f"{WRAPPER} --workdir=/srv --config cfg worker -Q=q1", None, ["q1"], ["--workdir=/srv", "--config=cfg"]),
-        (f"{WRAPPER} -q worker --queues ' a , b '", None, ["a", "b"], []),
-        (f"{WRAPPER} --app=first worker --app=second", None, ["celery"], ["--app=first"]),
-        ("celery worker -n", "", ["celery"], []),
-    ],
-)
-def test_parse_worker_command(command, hostname, queues, global_args):
-    parsed = cs.parse_worker_command(command)
-    assert parsed["hostname"] == hostname
-    assert parsed["queues"] == queues
-    assert parsed["global_args"] == global_args
-    assert parsed["wrapper"] == command.split()[0]
-
-
-@pytest.mark.parametrize(
-    ("command", "message"),
-    [
-        ("/opt/flower/bin/flower --port=5555", "subcommand: none"),
-        (f"{WRAPPER} -A proj beat", "subcommand: beat"),
-        (f"{WRAPPER} --app proj", "subcommand: none"),
-        ("", "empty"),
-        ("celery 'worker", "cannot split"),
-    ],
-)
-def test_parse_worker_command_rejects(command, message):
-    with pytest.raises(ValueError, match=message):
-        cs.parse_worker_command(command)
-
-
-@pytest.mark.parametrize(
-    ("template", "hostname", "expected"),
-    [
-        ("customers.%h", "app1", "celery@customers.app1"),
-        ("customers.%h", "app1.example.com", "celery@customers.app1.example.com"),
-        ("w@%n", "app1.example.com", "w@app1"),
-        ("w@%n.%d", "app1.example.com", "w@app1.example.com"),
-        ("w@box", "app1", "w@box"),
-        (None, "app1", "celery@app1"),
-        ("", "app1.example.com", "celery@app1.example.com"),
-        ("@%h", "app1", "celery@app1"),
-        ("w@", "app1", "w@app1"),
-        ("w%%1@%h", "app1", "w%1@app1"),
-    ],
-)
-def test_expand_node_name(template, hostname, expected):
-    assert cs.expand_node_name(template, hostname) == expected
-
-
-def test_expand_node_name_unknown_key():
-    with pytest.raises(ValueError, match="unknown node name format key '%i'"):
-        cs.expand_node_name("w%i@%h", "app1")
-
-
-@pytest.mark.parametrize(
-    ("group", "name", "expected"),
-    [("celery-a", "celery-a", "celery-a"), ("batch", "celery-a", "batch:celery-a"), (None, "x", "x")],
-)
-def test_make_namespec(group, name, expected):
-    assert cs.make_namespec(group, name) == expected
-
-
-def test_build_worker_spec():
-    spec = cs.build_worker_spec(make_config("celery-customers", CUSTOMERS_CMD), "app1")
-    assert spec["name"] == "celery-customers"
-    assert spec["node"] == "celery@customers.app1"
-    assert spec["queues"] == ["customers"]
-    assert spec["wrapper"] == WRAPPER
-    assert spec["startsecs"] == 5
-    assert spec["stopwaitsecs"] == 900
-
-
-def test_build_worker_spec_bad_node_name():
-    with pytest.raises(ValueError, match="supervisor program 'w': unknown node name format key"):
-        cs.build_worker_spec(make_config("w", f"{WRAPPER} worker -n w%I@%h"), "app1")
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Selection
 # ---------------------------------------------------------------------------------------------------------------
+
 
 CONFIGS = [
     make_config("celery-customers", CUSTOMERS_CMD),
@@ -335,20 +254,20 @@ def test_select_programs(name, queue, expected):
     ],
 )
 def test_select_programs_errors(name, queue, message):
-    with pytest.raises(cs.CeleryWorkerError, match=message):
+    with pytest.raises(rpc.CeleryWorkerError, match=message):
         cs.select_programs(CONFIGS, "app1", name=name, queue=queue)
 
 
 def test_select_programs_not_in_use():
     configs = [make_config("celery-new", f"{WRAPPER} worker", inuse=False)]
-    with pytest.raises(cs.CeleryWorkerError, match="not active in supervisord.*supervisorctl update"):
+    with pytest.raises(rpc.CeleryWorkerError, match="not active in supervisord.*supervisorctl update"):
         cs.select_programs(configs, "app1", name="celery-new")
 
 
 def test_select_programs_none_known():
-    with pytest.raises(cs.CeleryWorkerError, match=r"Known programs: \(none\)"):
+    with pytest.raises(rpc.CeleryWorkerError, match=r"Known programs: \(none\)"):
         cs.select_programs([], "app1", name="x")
-    with pytest.raises(cs.CeleryWorkerError, match=r"Known workers \(queues\): \(none\)"):
+    with pytest.raises(rpc.CeleryWorkerError, match=r"Known workers \(queues\): \(none\)"):
         cs.select_programs([], "app1", queue="x")
 
 
@@ -389,12 +308,12 @@ def test_decide_action(desired, state, action):
 
 @pytest.mark.parametrize("state", ["UNKNOWN", "WEIRD", None])
 def test_decide_action_unknown_process_state(state):
-    with pytest.raises(cs.CeleryWorkerError, match="supervisor lost track"):
+    with pytest.raises(rpc.CeleryWorkerError, match="supervisor lost track"):
         cs.decide_action("started", state)
 
 
 def test_decide_action_unknown_desired_state():
-    with pytest.raises(cs.CeleryWorkerError, match="unknown state 'reloaded'"):
+    with pytest.raises(rpc.CeleryWorkerError, match="unknown state 'reloaded'"):
         cs.decide_action("reloaded", "RUNNING")
 
 
@@ -436,173 +355,6 @@ def test_start_progress(info, old_pid, progress):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Probe output and commands
-# ---------------------------------------------------------------------------------------------------------------
-
-NODE = "celery@customers.app1"
-
-
-@pytest.mark.parametrize(
-    ("stdout", "expected"),
-    [
-        ('{"celery@customers.app1": {"ok": "pong"}}\n', {NODE: {"ok": "pong"}}),
-        ('[{"celery@a": {"ok": "pong"}}, {"celery@b": {"ok": "pong"}}]\n\n2 nodes online.\n', None),
-        ('warning: something\n{"celery@a": []}\n', {"celery@a": []}),
-        ("Error: No nodes replied within time constraint\n", None),
-        ("", None),
-        (None, None),
-        ("{not json", None),
-    ],
-)
-def test_parse_inspect_json(stdout, expected):
-    result = cs.parse_inspect_json(stdout)
-    if expected is None and stdout and stdout.startswith("["):
-        assert result == {"celery@a": {"ok": "pong"}, "celery@b": {"ok": "pong"}}
-    else:
-        assert result == expected
-
-
-@pytest.mark.parametrize(
-    ("rc", "stdout", "custom", "answered"),
-    [
-        (0, '{"celery@customers.app1": {"ok": "pong"}}', False, True),
-        (0, '{"celery@other.app1": {"ok": "pong"}}', False, False),
-        (0, '{"celery@customers.app1": {"error": "no such command"}}', False, False),
-        (69, "Error: No nodes replied within time constraint", False, False),
-        (0, "No nodes replied within time constraint", False, False),
-        (1, '{"celery@customers.app1": {"ok": "pong"}}', False, False),
-        (0, "healthy", True, True),
-        (1, "sick", True, False),
-        (0, '{"celery@other.app1": {"ok": "pong"}}', True, False),
-        (0, '{"celery@customers.app1": {"ok": "pong"}}', True, True),
-    ],
-)
-def test_ping_answered(rc, stdout, custom, answered):
-    assert cs.ping_answered(rc, stdout, NODE, custom=custom) is answered
-
-
-@pytest.mark.parametrize(
-    ("rc", "stdout", "count"),
-    [
-        (0, '{"celery@customers.app1": [{"id": "a"}, {"id": "b"}]}', 2),
-        (0, '{"celery@customers.app1": []}', 0),
-        (0, '{"celery@other": []}', None),
-        (0, '{"celery@customers.app1": {"error": "x"}}', None),
-        (69, "Error: No nodes replied within time constraint", None),
-        (0, "garbage", None),
-    ],
-)
-def test_active_task_count(rc, stdout, count):
-    assert cs.listed_task_count(rc, stdout, NODE) == count
-
-
-SPEC = cs.build_worker_spec(make_config("celery-customers", CUSTOMERS_CMD), "app1")
-
-
-def test_build_inspect_argv():
-    assert cs.build_inspect_argv(SPEC, "active", 5.0) == [
-        WRAPPER,
-        APP,
-        "inspect",
-        "active",
-        "--destination",
-        NODE,
-        "--timeout",
-        "5",
-        "--json",
-    ]
-
-
-@pytest.mark.parametrize(
-    ("override", "expected"),
-    [
-        (None, [WRAPPER, APP, "inspect", "ping", "--destination", NODE, "--timeout", "2.5", "--json"]),
-        (
-            ["{wrapper}", "--app={app}", "inspect", "ping", "-d", "{node}", "-t", "{timeout}", "#{program}"],
-            [
-                WRAPPER,
-                "--app=myproject.celery_config:app",
-                "inspect",
-                "ping",
-                "-d",
-                NODE,
-                "-t",
-                "2.5",
-                "#celery-customers",
-            ],
-        ),
-        (["/usr/local/bin/health", '{"raw": "json"}'], ["/usr/local/bin/health", '{"raw": "json"}']),
-    ],
-)
-def test_build_ping_argv(override, expected):
-    assert cs.build_ping_argv(SPEC, 2.5, override) == expected
-
-
-@pytest.mark.parametrize(
-    ("timeout_bin", "limit", "expected"),
-    [
-        (None, 65, ["x", "y"]),
-        ("/usr/bin/timeout", 65.0, ["/usr/bin/timeout", "--kill-after=5", "65", "x", "y"]),
-        ("/usr/bin/timeout", 0.2, ["/usr/bin/timeout", "--kill-after=5", "1", "x", "y"]),
-    ],
-)
-def test_bound_argv(timeout_bin, limit, expected):
-    assert cs.bound_argv(["x", "y"], timeout_bin, limit) == expected
-
-
-class RecordingRunner:
-    def __init__(self, *replies):
-        self.replies = list(replies)
-        self.argvs = []
-
-    def __call__(self, argv):
-        self.argvs.append(argv)
-        reply = self.replies.pop(0)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-
-def test_celery_probe_ping_and_active():
-    runner = RecordingRunner(
-        (0, '{"celery@customers.app1": {"ok": "pong"}}', ""),
-        (0, '{"celery@customers.app1": [{"id": 1}]}', ""),
-        (69, "", "Error: No nodes replied within time constraint"),
-        OSError("boom"),
-    )
-    probe = cs.CeleryProbe(runner, ping_timeout=5.0, timeout_bin="/usr/bin/timeout")
-    assert probe.ping(SPEC) is True
-    assert probe.active_tasks(SPEC) == 1
-    assert probe.ping(SPEC) is False
-    assert "No nodes replied" in probe.last_output
-    assert probe.active_tasks(SPEC) is None
-    assert runner.argvs[0][:3] == ["/usr/bin/timeout", "--kill-after=5", "65"]
-    assert runner.argvs[0][3:] == cs.build_ping_argv(SPEC, 5.0)
-    assert runner.argvs[1][3:] == cs.build_inspect_argv(SPEC, "active", 5.0)
-
-
-def test_celery_probe_reserved_and_cancel_consumer():
-    runner = RecordingRunner(
-        (0, '{"celery@customers.app1": [{"id": 1}, {"id": 2}]}', ""),
-        (0, '{"celery@customers.app1": {"ok": "no longer consuming from customers"}}', ""),
-        OSError("boom"),
-    )
-    probe = cs.CeleryProbe(runner, ping_timeout=5.0)
-    assert probe.reserved_tasks(SPEC) == 2
-    assert probe.cancel_consumer(SPEC, "customers") is True
-    assert probe.cancel_consumer(SPEC, "customers") is False
-    assert runner.argvs[0] == cs.build_inspect_argv(SPEC, "reserved", 5.0)
-    assert runner.argvs[1] == cs.build_control_argv(SPEC, "cancel_consumer", ["customers"], 5.0)
-
-
-def test_celery_probe_custom_ping():
-    runner = RecordingRunner((0, "ok", ""))
-    probe = cs.CeleryProbe(runner, ping_command=["/usr/local/bin/health", "{node}"])
-    assert probe.ping(SPEC) is True
-    assert runner.argvs == [["/usr/local/bin/health", NODE]]
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Params, results, diff
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -618,6 +370,13 @@ def test_celery_probe_custom_ping():
         ({"escalation_timeout": 0}, ["escalation_timeout must be greater than 0"]),
         ({"name": "  "}, ["name must not be empty"]),
         ({"name": None, "queue": ""}, ["queue must not be empty"]),
+        ({"state": "present"}, []),
+        ({"state": "absent", "name": "celery-old"}, []),
+        ({"state": "present", "name": None, "queue": "customers"}, ["queue cannot be used with state=present"]),
+        ({"state": "absent", "name": "celery-batch:*"}, ["state=absent takes the name of one standalone program"]),
+        ({"state": "present", "name": "celery-batch:celery-batch_00"}, ["state=present takes the name of one"]),
+        ({"state": "present", "name": "*"}, ["state=present takes the name of one standalone program ("]),
+        ({"state": "stopped", "name": "*"}, []),
     ],
 )
 def test_validate_params(overrides, messages):
@@ -629,7 +388,7 @@ def test_validate_params(overrides, messages):
 
 def test_preflight_stop_needs_term():
     spec = dict(SPEC, stopsignal=2)
-    with pytest.raises(cs.CeleryWorkerError, match="stopsignal=2, not TERM"):
+    with pytest.raises(rpc.CeleryWorkerError, match="stopsignal=2, not TERM"):
         cs.preflight_warnings([spec], params(state="stopped"))
     assert cs.preflight_warnings([spec], params(state="restarted")) == []
 
@@ -666,146 +425,6 @@ def test_build_diff():
         "before": {"a": {"state": "RUNNING", "pid": 1}, "b": {"state": "STOPPED", "pid": None}},
         "after": {"a": {"state": "RUNNING", "pid": 2}, "b": {"state": "STOPPED", "pid": None}},
     }
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# SupervisorClient
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class _Namespace:
-    def __init__(self, behaviour):
-        self.behaviour = behaviour
-        self.calls = []
-
-    def __getattr__(self, method):
-        def call(*args):
-            self.calls.append((method, args))
-            result = self.behaviour(method, args)
-            if isinstance(result, Exception):
-                raise result
-            return result
-
-        return call
-
-
-class FakeProxy:
-    def __init__(self, behaviour):
-        self.supervisor = _Namespace(behaviour)
-
-
-@pytest.mark.parametrize(
-    ("error", "message", "code"),
-    [
-        (
-            xmlrpc.client.Fault(10, "BAD_NAME: celery-x"),
-            r"supervisor.getProcessInfo\('celery-x',\) failed: BAD_NAME",
-            10,
-        ),
-        (xmlrpc.client.Fault(6, "SHUTDOWN_STATE"), "supervisord is shutting down or restarting", 6),
-        (
-            xmlrpc.client.ProtocolError("localhost/RPC2", 401, "Unauthorized", {}),
-            "asks for a username and password",
-            None,
-        ),
-        (xmlrpc.client.ProtocolError("localhost/RPC2", 500, "Oops", {}), "answered HTTP 500 Oops", None),
-        (PermissionError(errno.EACCES, "Permission denied"), "permission denied.*become: true", None),
-        (FileNotFoundError(errno.ENOENT, "No such file"), "does not exist: is supervisord running", None),
-        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), "connection refused.*not running", None),
-        (OSError(errno.EPIPE, "Broken pipe"), "cannot talk to supervisord", None),
-        (http.client.RemoteDisconnected("closed"), "cannot talk to supervisord on /s.sock: closed", None),
-    ],
-)
-def test_client_errors(error, message, code):
-    client = cs.SupervisorClient("/s.sock", proxy=FakeProxy(lambda method, args: error))
-    with pytest.raises(cs.SupervisorError, match=message) as info:
-        client.process_info("celery-x")
-    assert info.value.fault_code == code
-
-
-def test_client_calls():
-    proxy = FakeProxy(lambda method, args: True)
-    client = cs.SupervisorClient("/s.sock", proxy=proxy)
-    client.signal("a", "TERM")
-    client.start("a")
-    client.stop("a")
-    client.all_config_info()
-    assert proxy.supervisor.calls == [
-        ("signalProcess", ("a", "TERM")),
-        ("startProcess", ("a", False)),
-        ("stopProcess", ("a", False)),
-        ("getAllConfigInfo", ()),
-    ]
-
-
-def test_client_check_running(tmp_path):
-    sock = tmp_path / "supervisor.sock"
-    sock.write_text("")
-    states = iter([{"statename": "RUNNING"}, {"statename": "RESTARTING"}])
-    client = cs.SupervisorClient(str(sock), proxy=FakeProxy(lambda method, args: next(states)))
-    assert client.check_running() == {"statename": "RUNNING"}
-    with pytest.raises(cs.SupervisorError, match="supervisord is in state RESTARTING, not RUNNING"):
-        client.check_running()
-
-
-def test_client_check_running_socket_missing(tmp_path):
-    client = cs.SupervisorClient(str(tmp_path / "nope.sock"), proxy=FakeProxy(lambda method, args: None))
-    with pytest.raises(cs.SupervisorError, match="nope.sock does not exist"):
-        client.check_running()
-
-
-class _UnixXMLRPCServer(socketserver.UnixStreamServer, SimpleXMLRPCDispatcher):
-    logRequests = False  # the attribute SimpleXMLRPCRequestHandler reads
-
-    def __init__(self, path):
-        SimpleXMLRPCDispatcher.__init__(self, allow_none=True, encoding=None)
-        socketserver.UnixStreamServer.__init__(self, path, _QuietHandler)
-
-
-class _QuietHandler(SimpleXMLRPCRequestHandler):
-    rpc_paths = ("/RPC2",)
-    disable_nagle_algorithm = False  # TCP_NODELAY does not exist on AF_UNIX
-
-    def log_message(self, *args):
-        pass
-
-    @property
-    def client_address(self):
-        return ("local", 0)
-
-    @client_address.setter
-    def client_address(self, value):
-        pass
-
-
-def test_transport_over_a_real_unix_socket(tmp_path):
-    """End to end through the stdlib transport: a local XML-RPC server on an AF_UNIX socket in tmp_path."""
-    path = str(tmp_path / "s.sock")
-    server = _UnixXMLRPCServer(path)
-    server.register_function(lambda: {"statecode": 1, "statename": "RUNNING"}, "supervisor.getState")
-    server.register_function(
-        lambda name: {"name": name, "statename": "RUNNING", "pid": 42}, "supervisor.getProcessInfo"
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        client = cs.SupervisorClient(path, timeout=5)
-        assert client.check_running()["statename"] == "RUNNING"
-        assert client.process_info("celery-a")["pid"] == 42
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-def test_transport_refused_socket(tmp_path):
-    path = str(tmp_path / "dead.sock")
-    server = socketserver.UnixStreamServer(path, socketserver.BaseRequestHandler)
-    server.server_close()  # the file stays, nobody listens: like a crashed supervisord
-    assert os.path.exists(path)
-    client = cs.SupervisorClient(path, timeout=5)
-    with pytest.raises(cs.SupervisorError, match="connection refused"):
-        client.check_running()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -919,7 +538,7 @@ def test_restart_tolerates_already_started(clock, customers):
 
     def start_loses_race(fake, name):
         fake.schedule(0, name, statename="RUNNING", pid=4004)
-        raise cs.SupervisorError("ALREADY_STARTED", cs.FAULT_ALREADY_STARTED)
+        raise rpc.SupervisorError("ALREADY_STARTED", rpc.FAULT_ALREADY_STARTED)
 
     customers.hooks["signal"] = exit_then_autorestart
     customers.hooks["start"] = start_loses_race
@@ -932,7 +551,7 @@ def test_restart_fails_when_start_fails_again(clock, customers):
     customers.hooks["start"] = lambda fake, name: fake.schedule(
         0, name, statename="FATAL", pid=0, spawnerr="can't find command '/opt/celery/bin/celery-run'"
     )
-    with pytest.raises(cs.CeleryWorkerError) as info:
+    with pytest.raises(rpc.CeleryWorkerError) as info:
         controller(customers, FakeProbe(clock), clock).run()
     message = info.value.message
     assert "worker 'celery-customers' did not come back: supervisor reports FATAL (can't find command" in message
@@ -947,7 +566,7 @@ def test_restart_fails_when_never_running_within_start_timeout(clock, customers)
     customers.hooks["signal"] = lambda fake, name, _sig: fake.schedule(
         1, name, statename="BACKOFF", pid=0, spawnerr="Exited too quickly (process log may have details)"
     )
-    with pytest.raises(cs.CeleryWorkerError, match="did not come back: supervisor reports BACKOFF") as info:
+    with pytest.raises(rpc.CeleryWorkerError, match="did not come back: supervisor reports BACKOFF") as info:
         controller(customers, FakeProbe(clock), clock, start_timeout=30).run()
     assert "start_timeout=30 s, startsecs=5" in info.value.message
     assert clock.now <= 1 + 30 + 1
@@ -956,7 +575,7 @@ def test_restart_fails_when_never_running_within_start_timeout(clock, customers)
 def test_restart_fails_when_ping_never_answers(clock, customers):
     customers.hooks["signal"] = warm_exit_and_respawn(drain=2)
     probe = FakeProbe(clock, answers_after=None)
-    with pytest.raises(cs.CeleryWorkerError) as info:
+    with pytest.raises(rpc.CeleryWorkerError) as info:
         controller(customers, probe, clock, start_timeout=60).run()
     message = info.value.message
     assert "is RUNNING (pid 2002) but node celery@customers.app1 did not answer `celery inspect ping`" in message
@@ -996,7 +615,7 @@ def test_restart_drain_timeout_escalates(clock, customers, on_timeout, signal_na
 
 
 def test_restart_drain_timeout_fail_leaves_it_draining(clock, customers):
-    with pytest.raises(cs.CeleryWorkerError) as info:
+    with pytest.raises(rpc.CeleryWorkerError) as info:
         controller(customers, FakeProbe(clock, active=7), clock, timeout=40).run()
     message = info.value.message
     assert "was still draining after timeout=40 seconds (7 task(s) were active" in message
@@ -1011,7 +630,7 @@ def test_restart_drain_timeout_fail_leaves_it_draining(clock, customers):
 
 
 def test_restart_escalation_that_does_not_help(clock, customers):
-    with pytest.raises(cs.CeleryWorkerError, match="did not exit within 30 seconds after SIGQUIT") as info:
+    with pytest.raises(rpc.CeleryWorkerError, match="did not exit within 30 seconds after SIGQUIT") as info:
         controller(customers, FakeProbe(clock, active=None), clock, timeout=10, on_timeout="cold").run()
     assert info.value.programs[0]["shutdown"] == "cold"
 
@@ -1020,7 +639,7 @@ def test_restart_signal_to_a_process_that_just_exited(clock, customers):
     def gone(fake, name, _sig):
         fake.infos[name].update(statename="EXITED", pid=0)
         fake.schedule(1, name, statename="RUNNING", pid=5005)
-        raise cs.SupervisorError("NOT_RUNNING", cs.FAULT_NOT_RUNNING)
+        raise rpc.SupervisorError("NOT_RUNNING", rpc.FAULT_NOT_RUNNING)
 
     customers.hooks["signal"] = gone
     _changed, result = controller(customers, FakeProbe(clock), clock).run()
@@ -1028,8 +647,8 @@ def test_restart_signal_to_a_process_that_just_exited(clock, customers):
 
 
 def test_restart_other_supervisor_errors_propagate(clock, customers):
-    customers.errors["signal"] = cs.SupervisorError("supervisor.signalProcess failed: FAILED", 30)
-    with pytest.raises(cs.SupervisorError, match="FAILED") as info:
+    customers.errors["signal"] = rpc.SupervisorError("supervisor.signalProcess failed: FAILED", 30)
+    with pytest.raises(rpc.SupervisorError, match="FAILED") as info:
         controller(customers, FakeProbe(clock), clock).run()
     assert info.value.programs[0]["name"] == "celery-customers"
 
@@ -1084,7 +703,7 @@ def test_failure_in_second_program_reports_the_first(clock):
             warm_exit_and_respawn(drain=1)(fake, name)
 
     fake.hooks["signal"] = term
-    with pytest.raises(cs.CeleryWorkerError, match="'b'.*still draining") as info:
+    with pytest.raises(rpc.CeleryWorkerError, match="'b'.*still draining") as info:
         controller(fake, FakeProbe(clock), clock, name=None, queue="q", timeout=5).run()
     assert [item["name"] for item in info.value.programs] == ["a", "b"]
     assert info.value.programs[0]["pid_after"] == 2002
@@ -1147,7 +766,7 @@ def test_started_after_someone_elses_stop(clock, customers):
 
 def test_started_after_someone_elses_stop_that_hangs(clock, customers):
     customers.infos["celery-customers"].update(statename="STOPPING", pid=1001)
-    with pytest.raises(cs.CeleryWorkerError, match="already STOPPING and is still STOPPING after timeout=20"):
+    with pytest.raises(rpc.CeleryWorkerError, match="already STOPPING and is still STOPPING after timeout=20"):
         controller(customers, FakeProbe(clock), clock, state="started", timeout=20).run()
 
 
@@ -1193,7 +812,7 @@ def test_stopped_drain_timeout_escalates(clock, customers, on_timeout, signal_na
 
 def test_stopped_drain_timeout_fail_mentions_stopwaitsecs(clock, customers):
     customers.hooks["stop"] = lambda fake, name: fake.infos[name].update(statename="STOPPING")
-    with pytest.raises(cs.CeleryWorkerError, match="SIGKILLs its process group after stopwaitsecs=900"):
+    with pytest.raises(rpc.CeleryWorkerError, match="SIGKILLs its process group after stopwaitsecs=900"):
         controller(customers, FakeProbe(clock), clock, state="stopped", timeout=100).run()
 
 
@@ -1224,7 +843,7 @@ def test_stopped_wait_down_for_someone_elses_stop(clock, customers):
 def test_stopped_stop_race_not_running_is_fine(clock, customers):
     def stop(fake, name):
         fake.infos[name].update(statename="EXITED", pid=0)
-        raise cs.SupervisorError("NOT_RUNNING", cs.FAULT_NOT_RUNNING)
+        raise rpc.SupervisorError("NOT_RUNNING", rpc.FAULT_NOT_RUNNING)
 
     customers.hooks["stop"] = stop
     _changed, result = controller(customers, FakeProbe(clock), clock, state="stopped").run()
@@ -1234,7 +853,7 @@ def test_stopped_stop_race_not_running_is_fine(clock, customers):
 def test_stopped_refuses_a_non_term_stopsignal_before_changing_anything(clock):
     configs = [make_config("celery-customers", CUSTOMERS_CMD, stopsignal=9)]
     fake = FakeSupervisor(clock, configs, [make_info("celery-customers", "RUNNING", 1001)])
-    with pytest.raises(cs.CeleryWorkerError, match="stopsignal=9, not TERM"):
+    with pytest.raises(rpc.CeleryWorkerError, match="stopsignal=9, not TERM"):
         controller(fake, FakeProbe(clock), clock, state="stopped").run()
     assert fake.mutations() == []
 
@@ -1269,23 +888,23 @@ def test_check_mode_probes_only(clock, customers, state, process_state, changed,
 
 
 def test_unknown_program_fails_before_anything(clock, customers):
-    with pytest.raises(cs.CeleryWorkerError, match="unknown supervisor program 'celery-nope'. Known programs: "):
+    with pytest.raises(rpc.CeleryWorkerError, match="unknown supervisor program 'celery-nope'. Known programs: "):
         controller(customers, FakeProbe(clock), clock, name="celery-nope").run()
     assert customers.mutations() == []
 
 
 def test_supervisor_down_fails_first(clock, customers):
-    customers.errors["check_running"] = cs.SupervisorError(
-        cs.explain_socket_error("/var/run/supervisor.sock", FileNotFoundError(errno.ENOENT, "x"))
+    customers.errors["check_running"] = rpc.SupervisorError(
+        rpc.explain_socket_error("/var/run/supervisor.sock", FileNotFoundError(errno.ENOENT, "x"))
     )
-    with pytest.raises(cs.SupervisorError, match="does not exist"):
+    with pytest.raises(rpc.SupervisorError, match="does not exist"):
         controller(customers, FakeProbe(clock), clock).run()
     assert customers.calls == [("check_running",)]
 
 
 def test_unknown_process_state_fails_before_anything(clock, customers):
     customers.infos["celery-customers"].update(statename="UNKNOWN")
-    with pytest.raises(cs.CeleryWorkerError, match="lost track"):
+    with pytest.raises(rpc.CeleryWorkerError, match="lost track"):
         controller(customers, FakeProbe(clock), clock).run()
     assert customers.mutations() == []
 
@@ -1298,7 +917,7 @@ def test_group_with_a_non_worker_fails_before_anything(clock):
     fake = FakeSupervisor(
         clock, configs, [make_info("celery-a", "RUNNING", 1, group="g"), make_info("beat", "RUNNING", 2, group="g")]
     )
-    with pytest.raises(cs.CeleryWorkerError, match="'g:beat' is not a Celery worker"):
+    with pytest.raises(rpc.CeleryWorkerError, match="'g:beat' is not a Celery worker"):
         controller(fake, FakeProbe(clock), clock, name="g:*").run()
     assert fake.mutations() == []
 
@@ -1306,43 +925,6 @@ def test_group_with_a_non_worker_fails_before_anything(clock):
 # ---------------------------------------------------------------------------------------------------------------
 # Quiesce before a prefork worker's warm shutdown
 # ---------------------------------------------------------------------------------------------------------------
-
-DEFAULT_CMD = f"{WRAPPER} worker {APP} --queues=celery,mail --hostname=default.%h --concurrency=8"
-
-
-@pytest.mark.parametrize(
-    ("command", "pool"),
-    [
-        (DEFAULT_CMD, "prefork"),
-        (CUSTOMERS_CMD, "eventlet"),
-        (INVOICES_CMD, "eventlet"),
-        (f"{WRAPPER} worker --pool threads", "threads"),
-        (f"{WRAPPER} worker -Pgevent", "gevent"),
-    ],
-)
-def test_parse_worker_command_reads_the_pool(command, pool):
-    assert cs.parse_worker_command(command)["pool"] == pool
-
-
-def test_control_argv_and_its_confirmation():
-    spec = cs.build_worker_spec(make_config("celery-default", DEFAULT_CMD), "app2")
-    assert cs.build_control_argv(spec, "cancel_consumer", ["mail"], 5.0) == [
-        WRAPPER,
-        APP,
-        "control",
-        "cancel_consumer",
-        "mail",
-        "--destination",
-        "celery@default.app2",
-        "--timeout",
-        "5",
-        "--json",
-    ]
-    node = "celery@default.app2"
-    assert cs.control_confirmed(0, '{"celery@default.app2": {"ok": "no longer consuming from mail"}}', node)
-    assert not cs.control_confirmed(0, '{"celery@default.app2": {"error": "nope"}}', node)
-    assert not cs.control_confirmed(0, '{"celery@other.app2": {"ok": "x"}}', node)
-    assert not cs.control_confirmed(1, "Error: No nodes replied within time constraint", node)
 
 
 @pytest.fixture
@@ -1431,3 +1013,504 @@ def test_prefork_check_mode_does_not_quiesce(clock, default_worker):
     assert probe.cancelled == []
     assert default_worker.mutations() == []
     assert result["programs"][0]["quiesce_seconds"] is None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# name='*': every Celery worker
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_select_all_workers_skips_other_programs_and_idle_ones():
+    configs = CONFIGS + [make_config("celery-new", f"{WRAPPER} worker -Q new", inuse=False)]
+    specs = cs.select_programs(configs, "app1", name="*")
+    assert [spec["name"] for spec in specs] == [
+        "celery-customers",
+        "celery-invoices",
+        "celery-batch:celery-batch_00",
+        "celery-batch:celery-batch_01",
+        "celery-default",
+    ]
+
+
+def test_select_all_workers_of_none_is_no_error():
+    assert cs.select_programs([make_config("flower", "/opt/flower/bin/flower")], "app1", name="*") == []
+    assert cs.select_programs([], "app1", name="*") == []
+
+
+def test_all_workers_stopped_one_after_the_other(clock):
+    configs = [
+        make_config("celery-a", f"{WRAPPER} worker -Q a -n a@%h -P threads"),
+        make_config("flower", "/opt/flower/bin/flower --port=5555"),
+        make_config("celery-b", f"{WRAPPER} worker -Q b -n b@%h -P threads"),
+    ]
+    infos = [make_info("celery-a", "RUNNING", 1), make_info("flower", "RUNNING", 2), make_info("celery-b", "STOPPED")]
+    fake = FakeSupervisor(clock, configs, infos)
+
+    def stop(fake, name):
+        fake.infos[name].update(statename="STOPPING")
+        fake.schedule(3, name, statename="STOPPED", pid=0)
+
+    fake.hooks["stop"] = stop
+    changed, result = controller(fake, FakeProbe(clock), clock, name="*", state="stopped").run()
+    assert changed is True
+    assert fake.mutations() == [("stop", "celery-a")]
+    assert [(item["name"], item["action"]) for item in result["programs"]] == [
+        ("celery-a", "stop"),
+        ("celery-b", "none"),
+    ]
+
+
+def test_all_workers_when_there_is_none(clock):
+    fake = FakeSupervisor(clock, [make_config("flower", "/opt/flower/bin/flower")], [make_info("flower", "RUNNING", 2)])
+    changed, result = controller(fake, FakeProbe(clock), clock, name="*", state="started").run()
+    assert changed is False
+    assert result["programs"] == []
+    assert result["diff"] == {"before": {}, "after": {}}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# state=present / state=absent: pure parts
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_find_program_config():
+    assert cs.find_program_config(CONFIGS, "celery-customers")["command"] == CUSTOMERS_CMD
+    assert cs.find_program_config(CONFIGS, "celery-nope") is None
+    assert cs.find_program_config([{"name": "solo", "command": "x"}], "solo") == {"name": "solo", "command": "x"}
+
+
+@pytest.mark.parametrize(
+    ("configs", "message"),
+    [
+        (CONFIGS, "group 'celery-batch' holds celery-batch:celery-batch_00, celery-batch:celery-batch_01"),
+        ([make_config("celery-x", f"{WRAPPER} worker", group="celery-batch")], "holds celery-batch:celery-x"),
+    ],
+)
+def test_find_program_config_refuses_groups(configs, message):
+    with pytest.raises(rpc.CeleryWorkerError, match=message):
+        cs.find_program_config(configs, "celery-batch")
+
+
+def test_program_file_spec():
+    assert cs.program_file_spec(CONFIGS, "celery-invoices", "app1")["node"] == "invoices@app1"
+    assert cs.program_file_spec(CONFIGS, "celery-nope", "app1") is None
+    with pytest.raises(rpc.CeleryWorkerError, match="'flower' is not a Celery worker"):
+        cs.program_file_spec(CONFIGS, "flower", "app1")
+
+
+def test_stop_preflight_names_the_state():
+    with pytest.raises(rpc.CeleryWorkerError, match="stopsignal=2, not TERM: state=present uses supervisor's stop"):
+        cs.stop_preflight(dict(SPEC, stopsignal=2), params(state="present"))
+    assert cs.stop_preflight(SPEC, params(state="absent")) == []
+    assert cs.stop_preflight(cli.bare_spec("x"), params(state="absent")) == []
+
+
+@pytest.mark.parametrize(
+    ("action", "info", "desired", "state_after", "pid_after"),
+    [
+        ("add", {}, "present", "RUNNING", None),
+        ("remove", {"statename": "RUNNING", "pid": 1001}, "absent", None, None),
+        ("remove", {"statename": "STOPPED", "pid": 0}, "absent", None, None),
+        ("none", {}, "absent", None, None),
+    ],
+)
+def test_predict_after_of_file_states(action, info, desired, state_after, pid_after):
+    result = cs.program_result(SPEC, info, action, True)
+    cs.predict_after(result, desired)
+    assert (result["state_after"], result["pid_after"]) == (state_after, pid_after)
+    assert result["changed"] is (action != "none")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Controller: state=present
+# ---------------------------------------------------------------------------------------------------------------
+
+
+OLD_CMD = f"{WRAPPER} worker {APP} --queues=customers --hostname=customers.%h --concurrency=8"
+
+
+NEW_CMD = f"{WRAPPER} worker {APP} --queues=customers,vip --hostname=cust.%h --concurrency=16"
+
+
+def autostart(new_pid=4004, startsecs=5):
+    """supervisord's autostart of an added group: STARTING at once, RUNNING past startsecs."""
+
+    def hook(fake, name):
+        fake.schedule(0, name, statename="STARTING", pid=new_pid)
+        fake.schedule(startsecs + 0.1, name, statename="RUNNING")
+
+    return hook
+
+
+def stop_after(seconds):
+    def hook(fake, name):
+        fake.infos[name].update(statename="STOPPING")
+        fake.schedule(seconds, name, statename="STOPPED", pid=0)
+
+    return hook
+
+
+def reconfigured(clock, state="RUNNING", pid=1001, old=OLD_CMD, new=NEW_CMD):
+    """celery-customers runs with ``old``; its file now says ``new``; reloadConfig reports it changed."""
+    fake = FakeSupervisor(clock, [make_config("celery-customers", old)], [make_info("celery-customers", state, pid)])
+    fake.files = [make_config("celery-customers", new)]
+    fake.diff = ([], ["celery-customers"], [])
+    return fake
+
+
+def apply_file(fake, probe, clock, check_mode=False, **overrides):
+    overrides.setdefault("state", "present")
+    ctl = controller(fake, probe, clock, check_mode=check_mode, **overrides)
+    changed, result = ctl.run()
+    return changed, result, ctl
+
+
+def test_present_adds_a_new_program_and_waits_until_it_answers(clock):
+    fake = FakeSupervisor(clock, [], [])
+    fake.files = [make_config("celery-customers", NEW_CMD, inuse=False)]
+    fake.diff = (["celery-customers"], [], [])
+    fake.hooks["add_group"] = autostart()
+    probe = FakeProbe(clock)
+    changed, result, ctl = apply_file(fake, probe, clock)
+    assert changed is True
+    assert fake.calls[:3] == [("check_running",), ("all_config_info",), ("reload_config",)]
+    assert fake.mutations() == [("add_group", "celery-customers")]
+    [item] = result["programs"]
+    assert (item["action"], item["state_before"], item["pid_before"]) == ("add", None, None)
+    assert (item["state_after"], item["pid_after"], item["node"]) == ("RUNNING", 4004, "celery@cust.app1")
+    assert item["queues"] == ["customers", "vip"]
+    assert {node for _when, node in probe.pings} == {"celery@cust.app1"}
+    assert ctl.warnings == []
+
+
+def test_present_starts_an_added_program_that_is_not_autostarted(clock):
+    fake = FakeSupervisor(clock, [], [])
+    fake.files = [make_config("celery-customers", NEW_CMD, inuse=False, autostart=False)]
+    fake.diff = (["celery-customers"], [], [])
+    fake.hooks["start"] = autostart(new_pid=5005)
+    changed, result, _ctl = apply_file(fake, FakeProbe(clock), clock)
+    assert changed is True
+    assert fake.mutations() == [("add_group", "celery-customers"), ("start", "celery-customers")]
+    assert result["programs"][0]["pid_after"] == 5005
+
+
+def test_present_already_added_by_someone_else_still_waits(clock):
+    fake = FakeSupervisor(clock, [], [])
+    fake.files = [make_config("celery-customers", NEW_CMD, inuse=False)]
+    fake.diff = (["celery-customers"], [], [])
+    fake.hooks["add_group"] = autostart()
+    fake.add_answer = False  # what the client returns for ALREADY_ADDED
+    _changed, result, _ctl = apply_file(fake, FakeProbe(clock), clock)
+    assert result["programs"][0]["pid_after"] == 4004
+
+
+def test_present_changed_prefork_is_quiesced_with_its_old_settings_then_runs_the_new(clock):
+    fake = reconfigured(clock)
+    fake.hooks["stop"] = stop_after(6)
+    fake.hooks["add_group"] = autostart(new_pid=2002)
+    probe = FakeProbe(clock, active=2)
+    changed, result, ctl = apply_file(fake, probe, clock)
+    assert changed is True
+    assert fake.mutations() == [
+        ("stop", "celery-customers"),
+        ("remove_group", "celery-customers"),
+        ("add_group", "celery-customers"),
+    ]
+    # the quiesce speaks to the running node about the queues it consumes; the wait to the new one
+    assert [(node, queue) for _when, node, queue in probe.cancelled] == [("celery@customers.app1", "customers")]
+    assert {node for _when, node in probe.pings} == {"celery@cust.app1"}
+    [item] = result["programs"]
+    assert item["action"] == "reload"
+    assert (item["pid_before"], item["pid_after"]) == (1001, 2002)
+    assert (item["state_before"], item["state_after"]) == ("RUNNING", "RUNNING")
+    assert (item["node"], item["queues"]) == ("celery@cust.app1", ["customers", "vip"])
+    assert (item["active_tasks"], item["shutdown"], item["drain_seconds"]) == (2, "warm", 6.0)
+    assert item["quiesce_seconds"] is not None
+    assert ctl.warnings == []
+
+
+def test_present_changed_but_not_running_is_replaced_and_started(clock):
+    fake = reconfigured(clock, state="STOPPED", pid=0)
+    fake.hooks["start"] = autostart(new_pid=3003)
+    probe = FakeProbe(clock)
+    changed, result, _ctl = apply_file(fake, probe, clock)
+    assert changed is True
+    assert fake.mutations() == [
+        ("remove_group", "celery-customers"),
+        ("add_group", "celery-customers"),
+        ("start", "celery-customers"),
+    ]
+    assert probe.cancelled == []
+    assert result["programs"][0]["drain_seconds"] is None
+    assert result["programs"][0]["pid_after"] == 3003
+
+
+def test_present_changed_while_someone_stops_it_waits_for_that_stop(clock):
+    fake = reconfigured(clock, state="STOPPING")
+    fake.schedule(4, "celery-customers", statename="STOPPED", pid=0)
+    fake.hooks["add_group"] = autostart(new_pid=2002)
+    _changed, result, _ctl = apply_file(fake, FakeProbe(clock), clock)
+    assert [call[0] for call in fake.mutations()] == ["remove_group", "add_group"]
+    assert clock.now >= 4
+    assert result["programs"][0]["pid_after"] == 2002
+
+
+def test_present_changed_without_its_old_settings_uses_the_new_and_warns(clock):
+    fake = reconfigured(clock)
+    fake.configs = []  # someone ran `supervisorctl reread` after the file was deleted, then it came back
+    fake.hooks["stop"] = stop_after(2)
+    fake.hooks["add_group"] = autostart()
+    probe = FakeProbe(clock)
+    _changed, result, ctl = apply_file(fake, probe, clock)
+    assert [(node, queue) for _when, node, queue in probe.cancelled] == [
+        ("celery@cust.app1", "customers"),
+        ("celery@cust.app1", "vip"),
+    ]
+    assert result["programs"][0]["action"] == "reload"
+    [warning] = ctl.warnings
+    assert "worker 'celery-customers': the configuration supervisord had read before this task does not" in warning
+    assert "used the node name and queues of its new file" in warning
+
+
+def test_present_changed_old_stopsignal_refused_before_the_stop(clock):
+    fake = reconfigured(clock)
+    fake.configs = [make_config("celery-customers", OLD_CMD, stopsignal=2)]
+    with pytest.raises(rpc.CeleryWorkerError, match="stopsignal=2, not TERM: state=present") as info:
+        apply_file(fake, FakeProbe(clock), clock)
+    assert fake.mutations() == []
+    assert info.value.programs == []
+
+
+def test_present_changed_drain_timeout_reports_the_program(clock):
+    fake = reconfigured(clock)
+    fake.hooks["stop"] = lambda fake, name: fake.infos[name].update(statename="STOPPING")
+    with pytest.raises(rpc.CeleryWorkerError, match="still draining after timeout=30 seconds") as info:
+        apply_file(fake, FakeProbe(clock), clock, timeout=30)
+    assert fake.mutations() == [("stop", "celery-customers")]
+    [item] = info.value.programs
+    assert (item["action"], item["changed"], item["state_after"]) == ("reload", True, "STOPPING")
+
+
+@pytest.mark.parametrize(
+    ("state", "pid", "changed", "mutations"),
+    [
+        ("RUNNING", 1001, False, []),
+        ("STOPPED", 0, True, [("start", "celery-customers")]),
+    ],
+)
+def test_present_unchanged_acts_like_started(clock, state, pid, changed, mutations):
+    fake = FakeSupervisor(
+        clock, [make_config("celery-customers", OLD_CMD)], [make_info("celery-customers", state, pid)]
+    )
+    fake.hooks["start"] = autostart(new_pid=3003)
+    result_changed, result, _ctl = apply_file(fake, FakeProbe(clock), clock)
+    assert result_changed is changed
+    assert fake.mutations() == mutations
+    assert ("reload_config",) in fake.calls
+    assert result["programs"][0]["action"] == ("none" if state == "RUNNING" else "start")
+
+
+@pytest.mark.parametrize(
+    ("files", "diff", "message"),
+    [
+        (
+            [],
+            ([], [], ["celery-customers"]),
+            "no file of supervisord's configuration declares the program "
+            "'celery-customers' \\(known programs: \\(none\\)\\).*/etc/supervisor/conf.d/celery-customers.conf",
+        ),
+        (
+            [make_config("celery-customers", f"{WRAPPER} beat")],
+            ([], ["celery-customers"], []),
+            "is not a Celery worker",
+        ),
+        (
+            [make_config("w0", NEW_CMD, group="celery-customers")],
+            ([], ["celery-customers"], []),
+            "holds celery-customers:w0",
+        ),
+    ],
+)
+def test_present_fails_before_any_stop_when_the_file_is_not_a_worker_program(clock, files, diff, message):
+    fake = reconfigured(clock)
+    fake.files = files
+    fake.diff = diff
+    with pytest.raises(rpc.CeleryWorkerError, match=message):
+        apply_file(fake, FakeProbe(clock), clock)
+    assert fake.mutations() == []
+
+
+@pytest.mark.parametrize(
+    ("configs", "infos", "action", "changed", "state_after", "pid_after"),
+    [
+        ([], [], "add", True, "RUNNING", None),
+        ([make_config("celery-customers", OLD_CMD, inuse=False)], [], "add", True, "RUNNING", None),
+        (
+            [make_config("celery-customers", OLD_CMD)],
+            [make_info("celery-customers", "RUNNING", 1001)],
+            "none",
+            False,
+            "RUNNING",
+            1001,
+        ),
+        (
+            [make_config("celery-customers", OLD_CMD)],
+            [make_info("celery-customers", "EXITED")],
+            "start",
+            True,
+            "RUNNING",
+            None,
+        ),
+    ],
+)
+def test_present_check_mode_predicts_without_reloading(clock, configs, infos, action, changed, state_after, pid_after):
+    fake = FakeSupervisor(clock, configs, infos)
+    fake.diff = (["celery-customers"], [], [])
+    result_changed, result, _ctl = apply_file(fake, FakeProbe(clock), clock, check_mode=True)
+    assert result_changed is changed
+    assert ("reload_config",) not in fake.calls
+    assert fake.mutations() == []
+    [item] = result["programs"]
+    assert (item["action"], item["state_after"], item["pid_after"], item["check_mode"]) == (
+        action,
+        state_after,
+        pid_after,
+        True,
+    )
+
+
+def test_present_check_mode_of_a_known_program_that_is_not_a_worker(clock):
+    fake = FakeSupervisor(
+        clock, [make_config("celery-customers", f"{WRAPPER} beat")], [make_info("celery-customers", "RUNNING", 1)]
+    )
+    with pytest.raises(rpc.CeleryWorkerError, match="supervisor program 'celery-customers': .*not a Celery worker"):
+        apply_file(fake, FakeProbe(clock), clock, check_mode=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Controller: state=absent
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def retired(clock, state="RUNNING", pid=1001, command=OLD_CMD):
+    """celery-customers still runs; its file was deleted: reloadConfig reports it removed."""
+    fake = FakeSupervisor(
+        clock, [make_config("celery-customers", command)], [make_info("celery-customers", state, pid)]
+    )
+    fake.files = []
+    fake.diff = ([], [], ["celery-customers"])
+    return fake
+
+
+def test_absent_quiesces_stops_and_removes(clock):
+    fake = retired(clock)
+    fake.hooks["stop"] = stop_after(5)
+    probe = FakeProbe(clock, active=1)
+    changed, result, ctl = apply_file(fake, probe, clock, state="absent")
+    assert changed is True
+    assert fake.calls[:3] == [("check_running",), ("all_config_info",), ("reload_config",)]
+    assert fake.mutations() == [("stop", "celery-customers"), ("remove_group", "celery-customers")]
+    assert [(node, queue) for _when, node, queue in probe.cancelled] == [("celery@customers.app1", "customers")]
+    [item] = result["programs"]
+    assert (item["action"], item["state_before"], item["state_after"], item["pid_after"]) == (
+        "remove",
+        "RUNNING",
+        None,
+        None,
+    )
+    assert (item["active_tasks"], item["shutdown"], item["drain_seconds"]) == (1, "warm", 5.0)
+    assert result["diff"]["after"] == {"celery-customers": {"state": None, "pid": None}}
+    assert ctl.warnings == []
+
+
+def test_absent_of_a_stopped_program_only_removes_it(clock):
+    fake = retired(clock, state="STOPPED", pid=0)
+    probe = FakeProbe(clock)
+    changed, result, _ctl = apply_file(fake, probe, clock, state="absent")
+    assert changed is True
+    assert fake.mutations() == [("remove_group", "celery-customers")]
+    assert probe.cancelled == []
+    assert result["programs"][0]["shutdown"] is None
+
+
+def test_absent_of_a_program_supervisord_does_not_run_is_no_change(clock):
+    fake = FakeSupervisor(clock, [], [])
+    changed, result, _ctl = apply_file(fake, FakeProbe(clock), clock, state="absent")
+    assert changed is False
+    assert fake.mutations() == []
+    [item] = result["programs"]
+    assert (item["action"], item["state_before"], item["state_after"], item["node"]) == ("none", None, None, None)
+
+
+def test_absent_fails_before_any_stop_while_a_file_still_declares_it(clock):
+    fake = retired(clock)
+    fake.files = [make_config("celery-customers", OLD_CMD)]
+    fake.diff = ([], [], [])
+    with pytest.raises(
+        rpc.CeleryWorkerError,
+        match="'celery-customers' is still declared by a file.*"
+        "/etc/supervisor/conf.d/celery-customers.conf.*Nothing was stopped",
+    ) as info:
+        apply_file(fake, FakeProbe(clock), clock, state="absent")
+    assert fake.mutations() == []
+    assert info.value.programs == []
+
+
+def test_absent_without_its_old_settings_stops_without_the_quiesce_and_warns(clock):
+    fake = retired(clock)
+    fake.configs = []  # an earlier reloadConfig (another program's absent) already dropped it
+    fake.hooks["stop"] = stop_after(3)
+    probe = FakeProbe(clock)
+    changed, result, ctl = apply_file(fake, probe, clock, state="absent")
+    assert changed is True
+    assert fake.mutations() == [("stop", "celery-customers"), ("remove_group", "celery-customers")]
+    assert probe.cancelled == []
+    [item] = result["programs"]
+    assert (item["node"], item["queues"], item["active_tasks"]) == (None, [], None)
+    [warning] = ctl.warnings
+    assert warning.startswith("worker 'celery-customers': the configuration supervisord had read before this task")
+    assert warning.endswith("it was stopped without the quiesce")
+
+
+def test_absent_of_a_program_that_is_not_a_worker_warns(clock):
+    fake = retired(clock, command="/opt/flower/bin/flower")
+    fake.hooks["stop"] = stop_after(1)
+    _changed, _result, ctl = apply_file(fake, FakeProbe(clock), clock, state="absent")
+    assert fake.mutations() == [("stop", "celery-customers"), ("remove_group", "celery-customers")]
+    assert "is not a Celery worker" in ctl.warnings[0]
+    assert ctl.warnings[0].endswith("it was stopped without the quiesce")
+
+
+@pytest.mark.parametrize(
+    ("state", "pid", "active_tasks"),
+    [("RUNNING", 1001, 4), ("STOPPED", 0, None)],
+)
+def test_absent_check_mode_predicts_the_removal(clock, state, pid, active_tasks):
+    fake = retired(clock, state=state, pid=pid)
+    fake.files = [make_config("celery-customers", OLD_CMD)]  # the deletion was only predicted: no failure
+    changed, result, _ctl = apply_file(fake, FakeProbe(clock, active=4), clock, check_mode=True, state="absent")
+    assert changed is True
+    assert ("reload_config",) not in fake.calls
+    assert fake.mutations() == []
+    [item] = result["programs"]
+    assert (item["action"], item["state_after"], item["pid_after"], item["active_tasks"]) == (
+        "remove",
+        None,
+        None,
+        active_tasks,
+    )
+
+
+def test_absent_check_mode_of_an_unknown_program(clock):
+    changed, result, _ctl = apply_file(
+        FakeSupervisor(clock, [], []), FakeProbe(clock), clock, check_mode=True, state="absent"
+    )
+    assert changed is False
+    assert result["programs"][0]["action"] == "none"
+
+
+def test_absent_refuses_a_group_of_several_programs(clock):
+    fake = FakeSupervisor(clock, CONFIGS, [])
+    with pytest.raises(rpc.CeleryWorkerError, match="group 'celery-batch' holds"):
+        apply_file(fake, FakeProbe(clock), clock, state="absent", name="celery-batch")
+    assert ("reload_config",) not in fake.calls

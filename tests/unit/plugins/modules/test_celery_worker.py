@@ -12,7 +12,9 @@ import yaml
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.celeryops.stack.plugins.module_utils import celery_cli as cli
 from ansible_collections.celeryops.stack.plugins.module_utils import celery_supervisor as cs
+from ansible_collections.celeryops.stack.plugins.module_utils import supervisor_rpc as rpc
 from ansible_collections.celeryops.stack.plugins.modules import celery_worker
 
 WRAPPER = "/opt/celery/bin/celery-run"
@@ -57,6 +59,9 @@ class Supervisor:
         self.pending = []
         self.mutations = []
         self.socket_path = None
+        self.files = None  # what reloadConfig reads (None: the configs)
+        self.diff = ([], [], [])
+        self.reloads = 0
 
     def _at(self, delay, **changes):
         self.pending.append((self.clock.now + delay, changes))
@@ -90,6 +95,24 @@ class Supervisor:
         self.mutations.append(("stop", name))
         self.info.update(statename="STOPPING")
         self._at(7, statename="STOPPED", pid=0)
+
+    def reload_config(self):
+        self.reloads += 1
+        if self.files is not None:
+            self.configs = self.files
+        return self.diff
+
+    def add_group(self, name):
+        """autostart: STARTING at once, RUNNING past startsecs."""
+        self.mutations.append(("add_group", name))
+        self.info.update(statename="STARTING", pid=4004)
+        self._at(6, statename="RUNNING")
+        return True
+
+    def remove_group(self, name):
+        self.mutations.append(("remove_group", name))
+        self.info.update(statename=None, pid=0)
+        return True
 
 
 def celery_output(argv, pong=True):
@@ -245,7 +268,7 @@ def test_states(capsys, env, args, statename, changed, mutations):
     [
         (
             {"name": "celery-customers", "state": "reloaded"},
-            "value of state must be one of: started, stopped, restarted",
+            "value of state must be one of: started, stopped, restarted, present, absent",
         ),
         ({"name": "celery-customers"}, "missing required arguments: state"),
         ({"state": "started"}, "one of the following is required: name, queue"),
@@ -254,6 +277,9 @@ def test_states(capsys, env, args, statename, changed, mutations):
         ({"name": "celery-customers", "state": "started", "timeout": -1}, "timeout must be greater than 0"),
         ({"name": "celery-customers", "state": "started", "on_timeout": "wait"}, "value of on_timeout must be one of"),
         ({"name": " ", "state": "started"}, "name must not be empty"),
+        ({"queue": "customers", "state": "present"}, "queue cannot be used with state=present: name the program"),
+        ({"name": "celery-batch:*", "state": "absent"}, "state=absent takes the name of one standalone program"),
+        ({"name": "*", "state": "present"}, "state=present takes the name of one standalone program ([program:NAME])"),
     ],
 )
 def test_bad_input_fails_before_anything(capsys, env, args, message):
@@ -321,7 +347,7 @@ def test_drain_timeout_kill(capsys, env):
 def test_supervisor_unreachable(capsys, env, monkeypatch):
     def broken(socket_path):
         env["clients"] += 1
-        return cs.SupervisorClient(socket_path, proxy=None)
+        return rpc.SupervisorClient(socket_path, proxy=None)
 
     monkeypatch.setattr(celery_worker, "SupervisorClient", broken)
     code, result = run_module(capsys, {"name": "celery-customers", "state": "started", "socket": "/nonexistent.sock"})
@@ -368,15 +394,93 @@ def test_examples_use_the_fqcn_and_names():
     examples = yaml.safe_load(celery_worker.EXAMPLES)
     for task in examples:
         assert task["name"]
-        assert "celeryops.stack.celery_worker" in task or "ansible.builtin.debug" in task
+        modules = [key for key in task if key.startswith(("celeryops.stack.", "ansible.builtin."))]
+        assert len(modules) == 1, task
 
 
 def test_return_documents_every_program_key():
     returned = yaml.safe_load(celery_worker.RETURN)
     documented = set(returned["programs"]["contains"])
     item = cs.program_result(
-        cs.build_worker_spec(Supervisor(Clock()).configs[0], "app1"), {"statename": "RUNNING", "pid": 1}, "none", False
+        cli.build_worker_spec(Supervisor(Clock()).configs[0], "app1"), {"statename": "RUNNING", "pid": 1}, "none", False
     )
     assert documented == set(item)
     for key in ("changed", "total_seconds", "programs", "diff"):
         assert {"description", "returned", "type", "sample"} <= set(returned[key])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# state=present, state=absent, name=*
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def changed_file(supervisor):
+    """The file of celery-customers now adds a queue: reloadConfig reports the group changed."""
+    new = dict(supervisor.configs[0], command=COMMAND.replace("--queues=customers", "--queues=customers,vip"))
+    supervisor.files = [new, supervisor.configs[1]]
+    supervisor.diff = ([], ["celery-customers"], [])
+
+
+def test_present_applies_a_changed_file(capsys, env):
+    supervisor = env["supervisor"]
+    changed_file(supervisor)
+    code, result = run_module(capsys, {"name": "celery-customers", "state": "present", "_ansible_diff": True})
+    assert code == 0
+    assert result["changed"] is True
+    assert supervisor.reloads == 1
+    assert supervisor.mutations == [
+        ("stop", "celery-customers"),
+        ("remove_group", "celery-customers"),
+        ("add_group", "celery-customers"),
+    ]
+    [item] = result["programs"]
+    assert (item["action"], item["pid_before"], item["pid_after"]) == ("reload", 1001, 4004)
+    assert (item["node"], item["queues"]) == (NODE, ["customers", "vip"])
+    assert result["diff"]["after"] == {"celery-customers": {"state": "RUNNING", "pid": 4004}}
+
+
+def test_present_of_an_unchanged_running_program(capsys, env):
+    code, result = run_module(capsys, {"name": "celery-customers", "state": "present"})
+    assert code == 0
+    assert result["changed"] is False
+    assert result["programs"][0]["action"] == "none"
+    assert env["supervisor"].mutations == []
+
+
+def test_present_check_mode_does_not_reload(capsys, env):
+    supervisor = env["supervisor"]
+    changed_file(supervisor)
+    args = {"name": "celery-customers", "state": "present", "_ansible_check_mode": True}
+    code, result = run_module(capsys, args)
+    assert code == 0
+    # a changed file is reported by the task that writes it
+    assert result["changed"] is False
+    assert supervisor.reloads == 0
+    assert supervisor.mutations == []
+
+
+def test_absent_drains_and_removes(capsys, env):
+    supervisor = env["supervisor"]
+    supervisor.files = [supervisor.configs[1]]
+    supervisor.diff = ([], [], ["celery-customers"])
+    code, result = run_module(capsys, {"name": "celery-customers", "state": "absent"})
+    assert code == 0
+    assert result["changed"] is True
+    assert supervisor.mutations == [("stop", "celery-customers"), ("remove_group", "celery-customers")]
+    item = result["programs"][0]
+    assert (item["action"], item["state_after"], item["pid_after"], item["active_tasks"]) == ("remove", None, None, 2)
+
+
+def test_absent_while_the_file_is_still_there(capsys, env):
+    code, result = run_module(capsys, {"name": "celery-customers", "state": "absent"})
+    assert code == 1
+    assert result["changed"] is False
+    assert "is still declared by a file of supervisord's configuration: delete that file first" in result["msg"]
+    assert env["supervisor"].mutations == []
+
+
+def test_all_workers(capsys, env):
+    code, result = run_module(capsys, {"name": "*", "state": "stopped"})
+    assert code == 0
+    assert [item["name"] for item in result["programs"]] == ["celery-customers"]
+    assert env["supervisor"].mutations == [("stop", "celery-customers")]

@@ -1,0 +1,165 @@
+"""Every way a converge stops a worker goes through the quiesce and loses or repeats no task (issue 13).
+
+A prefork worker `changes` (queue `changes`) runs on app1 and app2. While a stream of long and short tasks is in
+flight on both, `site.yml --limit app2` changes the worker's concurrency (twice), changes supervisord.conf (and
+back), and finally removes the worker from app2. After each round every task sent is in the completion ledgers
+exactly once, app2's worker log shows the quiesce (`Canceling queue changes`) followed by tasks that finished
+during the warm shutdown, and the worker runs as declared (or is gone).
+"""
+
+import json
+import re
+import time
+
+import pytest
+from stack_helpers import (
+    SITE,
+    ledger_entries,
+    run_playbook,
+    running_pid,
+    send_tasks,
+    worker_lists,
+)
+
+QUEUE = "changes"
+PROGRAM = "celery-changes"
+WORKER = {"name": "changes", "queues": [QUEUE], "pool": "prefork", "concurrency": 4, "startsecs": 3}
+LOG = f"/var/log/celery/{PROGRAM}.log"
+# About 35 s of work for the two workers' 8 processes: the converge reaches the program while tasks run.
+LONG_TASKS = (40, 5.0)  # count, seconds
+SHORT_TASKS = (400, 0.2)
+
+
+def plan():
+    """Long tasks spread among the short ones, so that long ones run whenever a worker stops."""
+    long_count, long_seconds = LONG_TASKS
+    short_count, short_seconds = SHORT_TASKS
+    every = short_count // long_count
+    tasks = []
+    for index in range(short_count):
+        if index % every == 0:
+            tasks.append([long_seconds, QUEUE])
+        tasks.append([short_seconds, QUEUE])
+    return tasks
+
+
+def log_size(host):
+    return int(host.run("stat -c %%s %s 2>/dev/null || echo 0", LOG).stdout.strip() or 0)
+
+
+def log_since(host, offset):
+    return host.run("tail -c +%s %s", str(offset + 1), LOG).stdout
+
+
+def main_cmdline(host):
+    pid = running_pid(host, PROGRAM)
+    assert pid, host.run("supervisorctl status").stdout
+    return host.run("tr '\\0' ' ' < /proc/%s/cmdline", str(pid)).stdout
+
+
+class Stack:
+    """The lab with the extra worker: writes the extra-vars file of each round and runs site.yml with it."""
+
+    def __init__(self, inventory, app1, app2, directory):
+        self.inventory = inventory
+        self.hosts = {"app1": app1, "app2": app2}
+        self.lists = worker_lists(inventory)
+        self.directory = directory
+        self.rounds = 0
+
+    def converge(self, *args, app2_worker=None, on_app2=True, with_worker=True, extra=None):
+        """site.yml with `changes` on app1 (as WORKER) and on app2 (as app2_worker or WORKER, unless not on_app2)."""
+        self.rounds += 1
+        workers = {
+            "app1": self.lists["app1"] + ([WORKER] if with_worker else []),
+            "app2": self.lists["app2"] + ([app2_worker or WORKER] if with_worker and on_app2 else []),
+        }
+        variables = {
+            "celeryops_test_workers": workers,
+            "workers_celery_workers": "{{ celeryops_test_workers[inventory_hostname] }}",
+            **(extra or {}),
+        }
+        path = self.directory / f"round{self.rounds}.json"
+        path.write_text(json.dumps(variables))
+        return run_playbook(self.inventory, SITE, *args, extra_vars=path, timeout=900)
+
+    def under_load(self, *args, **kwargs):
+        """Send the stream, converge app2 with it in flight, wait for every task; returns app2's log of it."""
+        offset = log_size(self.hosts["app2"])
+        for host in self.hosts.values():
+            host.run("rm -f /var/lib/celery/ledger/celery@%s.*.jsonl", QUEUE)
+        sent = send_tasks(self.hosts["app1"], plan())
+        assert len(set(sent)) == len(sent) == LONG_TASKS[0] + SHORT_TASKS[0]
+        self.converge("--limit", "app2", *args, **kwargs)
+        counts = self.wait_done(sent)
+        missing = set(sent) - set(counts)
+        duplicated = {task: n for task, n in counts.items() if n > 1}
+        unknown = set(counts) - set(sent)
+        print(f"sent {len(sent)}, completed {len(counts)}, duplicated {len(duplicated)}, unknown {len(unknown)}")
+        assert not missing, f"{len(missing)} of {len(sent)} tasks never completed"
+        assert not duplicated, f"{len(duplicated)} tasks completed more than once: {duplicated}"
+        assert not unknown, f"{len(unknown)} ledger entries are not tasks of this round"
+        log = log_since(self.hosts["app2"], offset)
+        assert "WorkerLostError" not in log, log[-3000:]
+        # The quiesce, then tasks that were running when it began finishing during the warm shutdown.
+        assert re.search(rf"Canceling queue {QUEUE}[\s\S]*succeeded", log), f"no quiesce under load:\n{log[-3000:]}"
+        return log
+
+    def wait_done(self, sent, timeout=240):
+        """Task id -> completions, once every task sent completed (and a little longer, for late duplicates)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            done = [
+                entry["id"]
+                for name, host in self.hosts.items()
+                for entry in ledger_entries(host, f"celery@{QUEUE}.{name}")
+            ]
+            if set(sent) <= set(done) or time.monotonic() > deadline:
+                break
+            time.sleep(3)
+        time.sleep(3)
+        counts = {}
+        for name, host in self.hosts.items():
+            for entry in ledger_entries(host, f"celery@{QUEUE}.{name}"):
+                counts[entry["id"]] = counts.get(entry["id"], 0) + 1
+        return counts
+
+
+@pytest.fixture(scope="module")
+def stack(inventory, app1, app2, tmp_path_factory):
+    """The worker `changes` on app1 and app2 for the module's tests; the lab as declared again afterwards."""
+    lab = Stack(inventory, app1, app2, tmp_path_factory.mktemp("changes"))
+    try:
+        lab.converge("--limit", "workers", "--tags", "workers_preflight,workers_service")
+        for host in lab.hosts.values():
+            assert running_pid(host, PROGRAM), host.run("supervisorctl status").stdout
+        yield lab
+    finally:
+        lab.converge("--limit", "workers", "--tags", "workers_preflight,workers_service", with_worker=False)
+        for host in lab.hosts.values():
+            assert PROGRAM not in host.run("supervisorctl status").stdout
+
+
+@pytest.mark.parametrize("concurrency", [3, 4])
+def test_a_settings_change_drains_the_worker_first(stack, concurrency):
+    before = running_pid(stack.hosts["app2"], PROGRAM)
+    stack.under_load(app2_worker={**WORKER, "concurrency": concurrency})
+    assert running_pid(stack.hosts["app2"], PROGRAM) != before
+    assert f"--concurrency={concurrency}" in main_cmdline(stack.hosts["app2"])
+
+
+@pytest.mark.parametrize("loglevel", ["debug", "info"])
+def test_a_supervisord_restart_drains_the_workers_first(stack, loglevel):
+    app2 = stack.hosts["app2"]
+    before = running_pid(app2, PROGRAM)
+    stack.under_load(extra={"supervisor_loglevel": loglevel})
+    assert f"loglevel={loglevel}" in app2.file("/etc/supervisor/supervisord.conf").content_string
+    # under_load saw the quiesce in the worker's log: the module stopped it before supervisord's own shutdown.
+    assert running_pid(app2, PROGRAM) != before
+
+
+def test_removing_the_worker_drains_it_first(stack):
+    stack.under_load(on_app2=False)
+    app2 = stack.hosts["app2"]
+    assert PROGRAM not in app2.run("supervisorctl status").stdout
+    assert not app2.file(f"/etc/supervisor/conf.d/{PROGRAM}.conf").exists
