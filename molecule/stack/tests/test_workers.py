@@ -204,23 +204,27 @@ def task_statuses(output):
     return statuses
 
 
-# The tasks that write files on an app host of the workers group (celeryops.stack.file_set, the code archive).
+# The tasks that write files on an app host of the workers group (celeryops.stack.file_set, the code archive),
+# skipped when the install probes found nothing to change.
 FILE_TASKS = [
     "celeryops.stack.supervisor : Create the program and log directories and render supervisord.conf",
     "celeryops.stack.workers : Create the role's directories",
     "Deploy the application code",
     "celeryops.stack.workers : Write the worker environment file and install the wrapper",
-    "celeryops.stack.supervisor : Render the program file of celery-default",
 ]
+# The worker's program file: a plain template task, which compares the file itself.
+PROGRAM_TASKS = ["celeryops.stack.workers : Render the program file of celery-default"]
 
 
 def test_an_unchanged_host_gets_no_file_task(app2, inventory):
     """The install probes read the directories, the archive's and the files' checksums: a run that has nothing to
-    change writes nothing and does not even call the file module."""
+    change writes nothing and does not even call the file module; the program file's template finds it equal."""
     statuses = task_statuses(run_playbook_from(inventory, PLAYBOOK, "--limit", "app2").stdout)
     found = {name: status for name, status in statuses.items() if name.endswith(tuple(FILE_TASKS))}
     assert len(found) == len(FILE_TASKS), statuses
     assert set(found.values()) == {"skipping"}, found
+    programs = {name: status for name, status in statuses.items() if name.endswith(tuple(PROGRAM_TASKS))}
+    assert list(programs.values()) == ["ok"], statuses
 
 
 def test_fixing_a_directory_does_not_restart_supervisord(app2, inventory):
