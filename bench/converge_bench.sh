@@ -4,10 +4,11 @@
 #   2. a second converge of the same containers, timed (its recap must say changed=0);
 #   3. three other fresh containers given the same apt and pinned pip installs by a plain script through
 #      docker exec, the hosts in parallel: the floor.
-# Writes docs/bench-converge.md with the ratios first/floor (goal <= 2, information since issue 13) and second/first (goal <= 0.2) and
-# exits 1 when a goal is missed.
+# Writes docs/bench-converge.md with the ratios first/floor (goal <= 2, information since issue 13) and
+# second/first (goal <= 0.2) and exits 1 when a goal is missed.
 #
 # Usage: bench/converge_bench.sh [PREFIX] [RELEASE] [OUTPUT]     (defaults: bch bookworm docs/bench-converge.md)
+# BENCH_SITE_ARGS: further arguments of both converges, e.g. "-e celeryops_serial=100%" (all app hosts at once).
 # The containers are PREFIX-broker, PREFIX-app1 and PREFIX-app2: any lab with that prefix is removed first,
 # and at the end. Nothing is published on the controller.
 set -euo pipefail
@@ -82,7 +83,7 @@ converge() {
   local name="$1"
   bench_say "$name converge (log: $work/$name.log)"
   measured "$name" env HOST_TIMELINE_FILE="$work/$name.timeline" \
-    ansible-playbook -i "$work/inventory" playbooks/site.yml || bench_die "the $name converge failed"
+    ansible-playbook -i "$work/inventory" playbooks/site.yml ${BENCH_SITE_ARGS:-} || bench_die "the $name converge failed"
   cat "$work/$name.seconds"
 }
 
@@ -135,7 +136,7 @@ python3 "$here/converge_helper.py" report \
   --floor-log app2="$work/floor-app2.log" \
   --cpu-seconds "first=$(cat "$work/first.cpu")" --cpu-seconds "second=$(cat "$work/second.cpu")" \
   --cpu-seconds "floor=$(cat "$work/floor.cpu")" --cpu-seconds "loop=$(cat "$work/loop.cpu")" \
-  "${cpu_args[@]}" --task-loop "$TASK_LOOP" \
+  "${cpu_args[@]}" --task-loop "$TASK_LOOP" --site-args "${BENCH_SITE_ARGS:-}" \
   --debian "$debian" --ansible "$(ansible --version | head -n 1)" \
   --machine "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg) at the end" \
   --date "$(date -u +%Y-%m-%d)" --output "$output" --json "${BENCH_JSON:-/dev/null}"

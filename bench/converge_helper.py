@@ -165,10 +165,12 @@ def report(results):
         "Written by `bench/converge_bench.sh` (issue 5); do not edit by hand. One run, on one machine, side by",
         "side: a full `playbooks/site.yml` converge of three fresh lab containers, a second converge of the same",
         "containers, and the floor: three other fresh containers given the same apt and pinned pip installs by a",
-        "plain shell script through `docker exec`, the hosts in parallel (as Ansible's forks run them).",
+        "plain shell script through `docker exec`, the hosts in parallel. site.yml deploys the broker, then the app",
+        "hosts one at a time (its default, `celeryops_serial` 1), then Flower.",
         "",
         f"- Date: {results['date']}",
         f"- Debian: {results['debian']}; {results['ansible']}; machine: {results['machine']}",
+        *([f"- site.yml arguments (BENCH_SITE_ARGS): `{results['site_args']}`"] if results.get("site_args") else []),
         f"- Verdict: **{'pass' if not missed else 'FAIL'}**" + ("" if not missed else " (" + "; ".join(missed) + ")"),
         "",
         "| run | seconds | changed | ratio | goal |",
@@ -202,7 +204,7 @@ def report(results):
         lines += [
             "Where the time goes, per host (the first converge from bench/callback_plugins/host_timeline.py, the",
             "floor from its traced commands): when the host was done, and its seconds in apt and in pip (both",
-            "virtualenvs, waits included; the converge runs the two pip installs in the background).",
+            "virtualenvs).",
             "",
             "| host | converge done s | apt s | pip s | other tasks s | floor done s | floor apt s | floor pip s |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -299,6 +301,7 @@ def main(argv=None):
         "--cpu-part", action="append", default=[], metavar="RUN:WHERE=S", help="CPU-seconds of a run in one place"
     )
     rep.add_argument("--task-loop", type=int, help="how many tasks the 'loop' run ran")
+    rep.add_argument("--site-args", default="", help="further arguments the converges gave site.yml")
     rep.add_argument("--json", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     if args.command == "floor":
@@ -322,6 +325,7 @@ def main(argv=None):
         "cpu_seconds": {run: float(value) for run, value in (item.split("=", 1) for item in args.cpu_seconds)},
         "cpu_parts": cpu_parts(args.cpu_part),
         "task_loop": args.task_loop,
+        "site_args": args.site_args,
         "floor_steps": {
             host: floor_steps(_read(path), args.floor_start)
             for host, path in (item.split("=", 1) for item in args.floor_log)
