@@ -80,7 +80,8 @@ def _run(tmp_path, extra_vars, *args, broker_vars=""):
     )
     link = PROJECT / "collections" / "ansible_collections" / "celeryops" / "stack"
     assert link.exists(), "run `make collection-link` first"
-    cmd = [_ansible_playbook(), "-i", str(tmp_path / "hosts.ini"), "-e", "@" + str(tmp_path / "vars.json")]
+    # --check: should a check let bad input through, nothing here is changed (the refusal is asserted anyway).
+    cmd = [_ansible_playbook(), "--check", "-i", str(tmp_path / "hosts.ini"), "-e", "@" + str(tmp_path / "vars.json")]
     cmd += [*args, str(tmp_path / "play.yml")]
     return subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300, check=False)
 

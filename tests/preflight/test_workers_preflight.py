@@ -45,6 +45,9 @@ CASES = {
     ),
     "queue name with spaces": ([{**GOOD, "queues": ["my queue"]}], ["workers_celery_workers", "queues"]),
     "queue name with a comma": ([{**GOOD, "queues": ["a,b"]}], ["workers_celery_workers", "queues"]),
+    # The argument spec accepts a string for a list without changing the variable: the preflight refuses it.
+    "queues given as a string": ([{**GOOD, "queues": "celery"}], ["workers_celery_workers", "queues"]),
+    "environment given as a string": ([{**GOOD, "environment": "A=1"}], ["workers_celery_workers", "environment"]),
     "stopwaitsecs below the hard time limit": (
         [{**GOOD, "time_limit": 600, "stopwaitsecs": 60}],
         ["workers_celery_workers", "stopwaitsecs", "time_limit"],
@@ -150,6 +153,8 @@ def run_play(workdir, variables, preflight_only=False):
     return subprocess.run(
         [
             "ansible-playbook",
+            # Should a check let bad input through, nothing here is changed (the refusal is asserted anyway).
+            "--check",
             "-i",
             str(workdir / "inventory" / "hosts.yml"),
             str(workdir / "play.yml"),
