@@ -78,12 +78,15 @@ measured() {
   bench_elapsed "$start" "$end" >"$work/$name.seconds"
 }
 
+# BENCH_SITE_ARGS split into words (no globbing), for both converges.
+read -r -a site_args <<<"${BENCH_SITE_ARGS:-}"
+
 # converge NAME: run site.yml against the bench inventory, measured as NAME; the wall seconds on stdout.
 converge() {
   local name="$1"
   bench_say "$name converge (log: $work/$name.log)"
   measured "$name" env HOST_TIMELINE_FILE="$work/$name.timeline" \
-    ansible-playbook -i "$work/inventory" playbooks/site.yml ${BENCH_SITE_ARGS:-} || bench_die "the $name converge failed"
+    ansible-playbook -i "$work/inventory" playbooks/site.yml "${site_args[@]}" || bench_die "the $name converge failed"
   cat "$work/$name.seconds"
 }
 
