@@ -54,3 +54,27 @@ def test_molecule_gets_the_shared_base_config_by_path():
     match = re.search(r'exec molecule --base-config "\$here/([^"]+)" "\$@"', text)
     assert match, "lab/molecule.sh must pass --base-config"
     assert (LAB / match.group(1)).resolve().is_file()
+
+
+def _inventory_groups(node, groups=None, found=None):
+    """{host: {groups}} of an inventory mapping (the group `all` left out)."""
+    found = {} if found is None else found
+    for group, body in (node or {}).items():
+        body = body or {}
+        for host in body.get("hosts") or {}:
+            found.setdefault(host, set()).update((set(groups or []) | {group}) - {"all"})
+        _inventory_groups(body.get("children"), (groups or []) + [group], found)
+    return found
+
+
+def test_molecule_platforms_are_the_lab_inventory_hosts():
+    """The lab's hosts and groups are defined by inventories/lab/hosts.yml (make lab, the benches); molecule's
+    platforms must say the same, since its docker driver cannot read them from there."""
+    yaml = pytest.importorskip("yaml")
+    root = LAB.parent
+    inventory = _inventory_groups(yaml.safe_load((root / "inventories" / "lab" / "hosts.yml").read_text()))
+    config = yaml.safe_load((root / ".config" / "molecule" / "config.yml").read_text())
+    platforms = {platform["name"]: set(platform.get("groups", [])) for platform in config["platforms"]}
+    assert platforms == inventory
+    lab_hosts = re.search(r'LAB_HOSTS="([^"]+)"', (LAB / "lib.sh").read_text()).group(1).split()
+    assert sorted(lab_hosts) == sorted(inventory)
