@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: help venv collection-link images lab lab-info lab-destroy \
-        test lint yamllint ansible-lint ruff unit sanity molecule bench clean
+        test lint yamllint ansible-lint ruff changelog-lint unit sanity molecule bench docs clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -49,13 +49,16 @@ test: venv ## The whole suite: lint, unit tests, sanity, molecule on every relea
 	@$(TIMED) "sanity" $(MAKE) --no-print-directory sanity
 	@$(TIMED) "molecule" $(MAKE) --no-print-directory molecule
 
-lint: yamllint ansible-lint ruff ## All linters.
+lint: yamllint ansible-lint ruff changelog-lint ## All linters.
 
 yamllint: venv
 	yamllint --strict .
 
 ansible-lint: venv
 	ansible-lint --profile production
+
+changelog-lint: venv ## Check the changelog fragments (sections, format).
+	antsibull-changelog lint
 
 ruff: venv
 	ruff check .
@@ -73,6 +76,9 @@ molecule: venv ## Every molecule scenario on every Debian release.
 bench: venv ## Benchmarks on the running lab (make lab first, LAB_RELEASE as for it); results in docs/. See bench/README.md.
 	@$(TIMED) "pool bench" python bench/run_pool_bench.py -i inventories/lab \
 	    --json docs/bench-pools-$(LAB_RELEASE).json --output docs/bench-pools.md --include $(wildcard docs/bench-pools-*.json)
+
+docs: venv ## Regenerate role and module docs from the specs
+	python hacking/render_docs.py
 
 clean: lab-destroy ## Remove the virtualenv and generated files (not credentials, not images).
 	rm -rf $(VENV) collections build .cache
