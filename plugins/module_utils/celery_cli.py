@@ -23,6 +23,12 @@ from ansible_collections.celeryops.stack.plugins.module_utils.supervisor_rpc imp
 DEFAULT_QUEUE = "celery"
 DEFAULT_NODE_PREFIX = "celery"
 
+# The workers role's worker-side module (roles/workers/files/celeryops_worker_control.py), its remote control
+# command, and the variable through which that module, used as the CLI's app, finds the worker's app.
+HAND_BACK_MODULE = "celeryops_worker_control"
+HAND_BACK_COMMAND = "celeryops_hand_back"
+HAND_BACK_APP_ENVIRONMENT = "CELERYOPS_APP"
+
 
 # Celery global options (``celery [OPTIONS] COMMAND``) that take a value and that the ``inspect`` probes must
 # repeat so that they reach the same app and broker as the worker.
@@ -310,6 +316,36 @@ def build_control_argv(spec, command, arguments, timeout):
     return argv
 
 
+def build_hand_back_argv(spec, timeout):
+    """Build ``(argv, environment)`` for ``celeryops_hand_back``, or None when the worker's ``--app`` is unknown.
+
+    ``celery control`` sends only commands registered in its own process, so the CLI's app is the module that
+    registers the command; it loads the worker's app from the environment variable.
+    """
+    app = None
+    others = []
+    for arg in spec["global_args"]:
+        if arg.startswith("--app="):
+            app = arg[len("--app=") :]
+        else:
+            others.append(arg)
+    if not app:
+        return None
+    argv = [spec["wrapper"], f"--app={HAND_BACK_MODULE}:app", *others, "control", HAND_BACK_COMMAND]
+    argv.extend(["--destination", spec["node"], "--timeout", _format_seconds(timeout), "--json"])
+    return argv, {HAND_BACK_APP_ENVIRONMENT: app}
+
+
+def handed_back_ids(rc, stdout, node):
+    """The task ids ``node`` handed back (a list, maybe empty), or None when it did not run the command."""
+    if rc != 0:
+        return None
+    reply = (parse_inspect_json(stdout) or {}).get(node)
+    if not isinstance(reply, dict) or "ok" not in reply or not isinstance(reply.get("handed_back"), list):
+        return None
+    return [str(task_id) for task_id in reply["handed_back"]]
+
+
 def control_confirmed(rc, stdout, node):
     """Tell whether ``celery control ... --json`` printed an ``{"ok": ...}`` reply from ``node``."""
     if rc != 0:
@@ -364,9 +400,13 @@ class CeleryProbe:
         self.margin = margin
         self.last_output = ""
 
-    def _run(self, argv):
+    def _run(self, argv, environment=None):
         limit = self.ping_timeout + self.margin
-        rc, out, err = self.run_command(bound_argv(argv, self.timeout_bin, limit))
+        bounded = bound_argv(argv, self.timeout_bin, limit)
+        if environment:
+            rc, out, err = self.run_command(bounded, environ_update=environment)
+        else:
+            rc, out, err = self.run_command(bounded)
         self.last_output = ((out or "") + (err or "")).strip()[-500:]
         return rc, out
 
@@ -398,3 +438,15 @@ class CeleryProbe:
         except Exception:  # pylint: disable=broad-except
             return False
         return control_confirmed(rc, out, spec["node"])
+
+    def hand_back(self, spec):
+        """Ask the node to requeue the tasks it received but no pool process could start (the workers role's
+        ``celeryops_hand_back``); their ids, or None when the node or the CLI does not know the command."""
+        built = build_hand_back_argv(spec, self.ping_timeout)
+        if built is None:
+            return None
+        try:
+            rc, out = self._run(*built)
+        except Exception:  # pylint: disable=broad-except
+            return None
+        return handed_back_ids(rc, out, spec["node"])

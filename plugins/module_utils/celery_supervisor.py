@@ -273,6 +273,7 @@ def program_result(spec, info_before, action, check_mode):
         "state_after": None,
         "active_tasks": None,
         "quiesce_seconds": None,
+        "handed_back": None,
         "drain_seconds": None,
         "shutdown": None,
         "total_seconds": 0.0,
@@ -419,8 +420,9 @@ class WorkerController:
             self._wait()
 
     def quiesce(self, spec, result):
-        """Before a prefork worker's warm shutdown: stop its consumers, then wait until it has started every task
-        it had received, at most ``quiesce_timeout`` seconds.
+        """Before a prefork worker's warm shutdown: stop its consumers, have it hand back (requeue) the tasks it
+        received but could not start because every pool process was busy, then wait until it has started the
+        rest, at most ``quiesce_timeout`` seconds.
 
         A prefork worker acknowledges a task from its event loop once a pool process has accepted it; a task
         accepted after the warm shutdown ended that loop runs, but its acknowledgement is never sent, so the broker
@@ -433,11 +435,18 @@ class WorkerController:
         # Every queue is asked, whatever the answers before it.
         confirmed = [queue for queue in spec["queues"] if self.probe.cancel_consumer(spec, queue)]
         if confirmed:
+            # Requests that wait for a free pool process never reached one, so requeueing them cannot run a task
+            # twice; without this a busy pool keeps them until a process frees up (None: the node cannot).
+            handed = result["handed_back"] = self.probe.hand_back(spec)
             deadline = started + limit
             while True:
                 reserved = self.probe.reserved_tasks(spec)
                 if not reserved or self.clock() >= deadline:
                     break
+                if handed is not None:
+                    # Deliveries that were on their way when the consumers were cancelled arrive after the first
+                    # hand-back: ask again while anything received is unstarted.
+                    handed.extend(self.probe.hand_back(spec) or [])
                 self._wait()
         else:
             self.warnings.append(

@@ -31,6 +31,14 @@ description:
     reserved) until every task it had received has started. A prefork worker acknowledges a task from its event
     loop when a pool process accepts it; a task accepted after the warm shutdown ended that loop still runs, but
     its acknowledgement is never sent and the broker delivers it again, so it would run twice.
+  - Between the two, the worker hands back (rejects with requeue) the tasks it received but could not start because
+    every pool process was busy, with the remote control command C(celeryops_hand_back), so the broker delivers them
+    to another consumer at once and the quiesce does not wait for a process to free up. The command comes from the
+    module C(celeryops_worker_control), which the C(celeryops.stack.workers) role installs and has every worker
+    import (C(--include)); the module's C(celery control) call uses it as its app
+    (C(--app=celeryops_worker_control:app), with the worker's C(--app) in the environment variable
+    C(CELERYOPS_APP)). A worker without it hands back nothing (RV(programs[].handed_back) is C(null)) and the
+    quiesce waits as before, up to I(quiesce_timeout).
   - A B(warm stop) uses supervisor C(stopProcess), which sends the configured C(stopsignal) (C(TERM)) to the main
     process and marks the program stopped so that C(autorestart) leaves it down. supervisord itself sends
     C(SIGKILL) to the process group after the program's C(stopwaitsecs), whatever I(on_timeout) says, so keep
@@ -164,7 +172,7 @@ options:
       - At most this many seconds of quiesce before the warm shutdown of a prefork worker (C(--pool) absent or
         C(prefork)); C(0) shuts it down at once. Other pools acknowledge outside an event loop and skip it.
       - If the node does not confirm C(cancel_consumer), the module warns and shuts it down at once. Tasks still
-        waiting for a free pool process when the time is up go back to the broker at the shutdown, as without it.
+        received and unstarted when the time is up go back to the broker at the shutdown, as without it.
     type: float
     default: 10
   inspect_active:
@@ -344,6 +352,7 @@ programs:
       state_after: RUNNING
       active_tasks: 3
       quiesce_seconds: 2.1
+      handed_back: []
       drain_seconds: 17.2
       shutdown: warm
       total_seconds: 24.9
@@ -422,6 +431,15 @@ programs:
       returned: always
       type: float
       sample: 2.1
+    handed_back:
+      description:
+        - Ids of the tasks the worker handed back to the broker during its quiesce (received but not started,
+          because every pool process was busy); C(null) when there was no quiesce or the worker cannot hand back
+          (see the notes).
+      returned: always
+      type: list
+      elements: str
+      sample: []
     drain_seconds:
       description: Seconds from the warm shutdown signal until the old process was gone; C(null) without a drain.
       returned: always
@@ -503,8 +521,8 @@ def main():
     if errors:
         module.fail_json(msg="; ".join(errors), changed=False, programs=[])
 
-    def run_command(argv):
-        return module.run_command(argv, check_rc=False)
+    def run_command(argv, environ_update=None):
+        return module.run_command(argv, check_rc=False, environ_update=environ_update)
 
     probe = CeleryProbe(
         run_command,

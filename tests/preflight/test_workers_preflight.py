@@ -61,6 +61,11 @@ CASES = {
         [{**GOOD, "pool": "gevent", "concurrency": 100, "environment": {"CELERY_BROKER_HEARTBEAT": "60"}}],
         ["workers_celery_workers[0]", "environment.CELERY_BROKER_HEARTBEAT"],
     ),
+    "an --include of its own in extra_args": (
+        [{**GOOD, "extra_args": ["--without-gossip", "--include=proj.signals"]}],
+        ["workers_celery_workers[0]", "extra_args", "--include=proj.signals", "imports"],
+    ),
+    "a short -I in extra_args": ([{**GOOD, "extra_args": ["-I", "proj.signals"]}], ["extra_args", "-I"]),
     "negative AMQP heartbeat": (
         [{**GOOD, "broker_heartbeat": -1}],
         ["workers_celery_workers[0]", "broker_heartbeat", "integer >= 0"],

@@ -19,7 +19,9 @@ What is not a variable and is skipped, precisely:
   a name followed by ``<`` is a pattern's prefix (``rabbitmq_<user>.password``) and does not match at all;
 - a task tag of a role (``rabbitmq_users``, ``workers_preflight``), read from the roles' task files;
 - a RabbitMQ plugin the rabbitmq role knows (``rabbitmq_management``, ``rabbitmq_shovel``), read from
-  ``_rabbitmq_known_plugins`` in ``roles/rabbitmq/vars/main.yml``.
+  ``_rabbitmq_known_plugins`` in ``roles/rabbitmq/vars/main.yml``;
+- a Python module a role installs (``celeryops_worker_control``) and a Celery remote control command it
+  registers (``celeryops_hand_back``), read from ``roles/*/files/*.py``.
 """
 
 # SPDX-License-Identifier: MIT
@@ -154,13 +156,22 @@ def known_plugins():
     return set(load(ROLES / "rabbitmq" / "vars" / "main.yml").get("_rabbitmq_known_plugins") or [])
 
 
+def role_python_names():
+    """Module names of the roles' Python files and the remote control commands they register (``*_COMMAND``)."""
+    names = set()
+    for path in ROLES.glob("*/files/*.py"):
+        names.add(path.stem)
+        names.update(re.findall(r'^[A-Z_]+_COMMAND = "([a-z_]+)"$', path.read_text(encoding="utf-8"), re.M))
+    return names
+
+
 def defined_names():
     """Role-prefixed names that are defined (celeryops_* names are checked against contract_variables())."""
     return role_variables() | group_vars_variables()
 
 
 def not_variables():
-    return role_tags() | known_plugins()
+    return role_tags() | known_plugins() | role_python_names()
 
 
 def undefined_names(path, defined, contract, skipped):
@@ -180,6 +191,7 @@ def test_the_sources_are_read():
     assert {"celeryops_broker_host", "celeryops_credentials_dir", "celeryops_serial"} <= contract_variables()
     assert {"rabbitmq_users", "workers_preflight", "flower_service", "supervisor_install"} <= role_tags()
     assert "rabbitmq_management" in known_plugins()
+    assert {"celeryops_worker_control", "celeryops_hand_back"} <= role_python_names()
     assert len(documents()) >= 5
 
 

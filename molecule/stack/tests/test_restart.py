@@ -10,6 +10,7 @@ request for a queue nobody serves fails before any worker is touched.
 
 import json
 import re
+import subprocess
 import time
 
 import pytest
@@ -19,6 +20,7 @@ from stack_helpers import (
     PROJECT,
     SITE,
     WRAPPER,
+    ansible_env,
     http_from,
     ledger_entries,
     run_playbook,
@@ -209,6 +211,76 @@ def test_rolling_restart_under_load_loses_no_task(inventory, app1, app2, program
     drained = [int(row[4]) for row in rows if row[4] != "None"]
     assert drained, f"no drain reported its running tasks: {rows}"
     assert max(drained) > 0, f"no drain had running tasks: {rows}"
+
+
+def run_module(inventory, host, module, args):
+    """One ad-hoc module run from the controller; its result (the JSON callback's)."""
+    env = {**ansible_env(), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+    result = subprocess.run(
+        ["ansible", host, "-i", str(inventory), "-m", module, "-a", json.dumps(args)],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"][host]
+
+
+def listed(host, action, node):
+    cmd = host.run("%s --app=%s inspect %s --destination=%s --timeout=5 --json", WRAPPER, APP, action, node)
+    replies = json.loads(cmd.stdout) if cmd.rc == 0 and cmd.stdout.strip() else {}
+    if isinstance(replies, list):
+        replies = {name: reply for item in replies for name, reply in item.items()}
+    return replies.get(node) or []
+
+
+def test_saturated_prefork_worker_hands_back_what_it_could_not_start(inventory, app1, app2, shared_worker):
+    """Every process busy with a long task, short ones received behind them: the restart's quiesce hands the
+    short ones back at once instead of waiting for a process to free up, the warm shutdown begins while the long
+    tasks still run, and every task completes exactly once."""
+    hosts = {"app1": app1, "app2": app2}
+    nodes = {name: f"celery@{SHARED_QUEUE}.{name}" for name in hosts}
+    concurrency = SHARED_WORKER["concurrency"]
+    plan = [[20.0, SHARED_QUEUE]] * (2 * concurrency) + [[0.2, SHARED_QUEUE]] * 60
+    sent = send_tasks(app1, plan)
+    deadline = time.monotonic() + 60
+    while not (len(listed(app2, "active", nodes["app2"])) == concurrency and listed(app2, "reserved", nodes["app2"])):
+        assert time.monotonic() < deadline, "app2's shared worker never ran a full pool with tasks waiting behind it"
+        time.sleep(1)
+    offset = log_size(app2, SHARED_PROGRAM)
+
+    result = run_module(
+        inventory,
+        "app2",
+        "celeryops.stack.celery_worker",
+        {"name": SHARED_PROGRAM, "state": "restarted", "quiesce_timeout": 120, "timeout": 300},
+    )
+    (item,) = result["programs"]
+    print(json.dumps({key: item[key] for key in ("quiesce_seconds", "handed_back", "drain_seconds", "shutdown")}))
+    assert item["handed_back"], f"nothing handed back: {item}"
+    assert set(item["handed_back"]) <= set(sent)
+    assert item["shutdown"] == "warm"
+    assert item["quiesce_seconds"] < 120
+
+    deadline = time.monotonic() + 150
+    while True:
+        done = [task for name, host in hosts.items() for task in ledger_ids(host, nodes[name]) if task in set(sent)]
+        if set(done) == set(sent) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    time.sleep(3)
+    done = [task for name, host in hosts.items() for task in ledger_ids(host, nodes[name]) if task in set(sent)]
+    missing = set(sent) - set(done)
+    duplicated = sorted({task for task in done if done.count(task) > 1})
+    assert not missing, f"{len(missing)} of {len(sent)} tasks never completed"
+    assert not duplicated, f"{len(duplicated)} tasks completed more than once: {duplicated}"
+
+    log = log_since(app2, SHARED_PROGRAM, offset)
+    assert "WorkerLostError" not in log, log[-3000:]
+    handed = log.find("Handed back")
+    shutdown = log.find("Warm shutdown")
+    first_long = re.search(r"Task core\.sleep\[[^\]]+\] succeeded in (?:19|2\d)\.\d+s", log)
+    assert 0 <= handed < shutdown, f"no hand-back before the warm shutdown:\n{log[-3000:]}"
+    assert first_long, f"app2's long tasks did not finish on the old process:\n{log[-3000:]}"
+    assert shutdown < first_long.start(), f"the warm shutdown waited for a long task:\n{log[-3000:]}"
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ansible_collections.celeryops.stack.plugins.module_utils import celery_cli as cli
@@ -214,9 +216,11 @@ class RecordingRunner:
     def __init__(self, *replies):
         self.replies = list(replies)
         self.argvs = []
+        self.environments = []
 
-    def __call__(self, argv):
+    def __call__(self, argv, environ_update=None):
         self.argvs.append(argv)
+        self.environments.append(environ_update)
         reply = self.replies.pop(0)
         if isinstance(reply, Exception):
             raise reply
@@ -253,6 +257,60 @@ def test_celery_probe_reserved_and_cancel_consumer():
     assert probe.cancel_consumer(SPEC, "customers") is False
     assert runner.argvs[0] == cli.build_inspect_argv(SPEC, "reserved", 5.0)
     assert runner.argvs[1] == cli.build_control_argv(SPEC, "cancel_consumer", ["customers"], 5.0)
+
+
+def test_hand_back_argv_makes_the_cli_load_the_command_module_and_the_worker_app_from_the_environment():
+    spec = dict(SPEC, global_args=["--app=proj.celery:app", "--broker=amqp://b//"])
+    argv, environment = cli.build_hand_back_argv(spec, 5.0)
+    assert argv == [
+        SPEC["wrapper"],
+        "--app=celeryops_worker_control:app",
+        "--broker=amqp://b//",
+        "control",
+        "celeryops_hand_back",
+        "--destination",
+        NODE,
+        "--timeout",
+        "5",
+        "--json",
+    ]
+    assert environment == {"CELERYOPS_APP": "proj.celery:app"}
+
+
+def test_hand_back_argv_needs_the_worker_app():
+    assert cli.build_hand_back_argv(dict(SPEC, global_args=[]), 5.0) is None
+
+
+@pytest.mark.parametrize(
+    ("rc", "stdout", "expected"),
+    [
+        (0, json.dumps([{NODE: {"ok": "handed back 2", "handed_back": ["a", "b"]}}]), ["a", "b"]),
+        (0, json.dumps({NODE: {"ok": "this pool holds no waiting tasks", "handed_back": []}}), []),
+        # a worker without the module answers with an error
+        (0, json.dumps({NODE: {"error": "No such command: celeryops_hand_back"}}), None),
+        (0, json.dumps({"celery@other": {"ok": "handed back 0", "handed_back": []}}), None),
+        (0, json.dumps({NODE: {"ok": "handed back 1", "handed_back": "a"}}), None),
+        (2, "Error: Command celeryops_hand_back not recognized.", None),
+        (69, "Error: No nodes replied within time constraint", None),
+    ],
+)
+def test_handed_back_ids(rc, stdout, expected):
+    assert cli.handed_back_ids(rc, stdout, NODE) == expected
+
+
+def test_celery_probe_hand_back_passes_the_app_in_the_environment():
+    runner = RecordingRunner(
+        (0, json.dumps({NODE: {"ok": "handed back 1", "handed_back": ["t1"]}}), ""),
+        OSError("boom"),
+    )
+    probe = cli.CeleryProbe(runner, ping_timeout=5.0)
+    assert probe.hand_back(SPEC) == ["t1"]
+    assert probe.hand_back(SPEC) is None
+    argv, environment = cli.build_hand_back_argv(SPEC, 5.0)
+    assert runner.argvs[0] == argv
+    assert runner.environments[0] == environment
+    assert probe.hand_back(dict(SPEC, global_args=[])) is None
+    assert len(runner.argvs) == 2
 
 
 def test_celery_probe_custom_ping():

@@ -143,6 +143,8 @@ class FakeProbe:
         self.confirms = True
         self.reserved = []  # successive `inspect reserved` counts, then 0
         self.reserved_asks = []
+        self.handed = None  # successive hand-back answers (lists of ids), then []; None: the node cannot
+        self.hand_back_asks = []
 
     def ping(self, spec, timeout=None):
         self.pings.append((self.clock.now, spec["node"]))
@@ -159,6 +161,12 @@ class FakeProbe:
     def reserved_tasks(self, spec):
         self.reserved_asks.append(self.clock.now)
         return self.reserved.pop(0) if self.reserved else 0
+
+    def hand_back(self, spec):
+        self.hand_back_asks.append((self.clock.now, spec["node"]))
+        if self.handed is None:
+            return None
+        return self.handed.pop(0) if self.handed else []
 
 
 def params(**overrides):
@@ -965,6 +973,38 @@ def test_prefork_restart_cancels_every_queue_and_waits_for_the_received_tasks_fi
     assert item["quiesce_seconds"] == pytest.approx(signals[0][0])
     assert item["shutdown"] == "warm"
     assert warnings == []
+
+
+def test_prefork_quiesce_hands_back_what_no_process_could_start_then_shuts_down(clock, default_worker):
+    probe = FakeProbe(clock, answers_after=0)
+    probe.handed = [["t1", "t2", "t3"]]
+    item, signals, warnings = restart_default(default_worker, probe, clock, quiesce_timeout=60.0)
+    # after cancel_consumer on every queue, before the first `inspect reserved`
+    assert probe.hand_back_asks[0][0] >= probe.cancelled[-1][0]
+    assert probe.hand_back_asks[0][0] <= probe.reserved_asks[0]
+    assert item["handed_back"] == ["t1", "t2", "t3"]
+    assert [name for _when, name in signals] == ["TERM"]
+    assert item["quiesce_seconds"] < 60.0
+    assert warnings == []
+
+
+def test_prefork_quiesce_asks_again_for_deliveries_that_arrived_after_the_cancel(clock, default_worker):
+    probe = FakeProbe(clock, answers_after=0)
+    probe.handed = [["t1"], ["t2"]]
+    probe.reserved = [1]  # then 0
+    item, _signals, _warnings = restart_default(default_worker, probe, clock)
+    assert len(probe.hand_back_asks) == 2
+    assert item["handed_back"] == ["t1", "t2"]
+
+
+def test_prefork_quiesce_without_the_hand_back_command_waits_as_before(clock, default_worker):
+    probe = FakeProbe(clock, answers_after=0)
+    probe.reserved = [2, 1]  # then 0
+    item, signals, _warnings = restart_default(default_worker, probe, clock)
+    assert len(probe.hand_back_asks) == 1
+    assert item["handed_back"] is None
+    assert len(probe.reserved_asks) == 3
+    assert signals[0][0] >= probe.reserved_asks[-1]
 
 
 def test_prefork_quiesce_is_bounded(clock, default_worker):
