@@ -31,6 +31,9 @@ collection-link: ## Make the checkout resolvable as celeryops.stack (git-ignored
 images: ## Build the lab's Debian images (only those missing).
 	@for r in $(RELEASES); do $(TIMED) "image $$r" lab/build-image.sh $$r; done
 
+browser: ## Debian's chromium for the browser test (installed with apt when missing; lab/molecule.sh does it too).
+	@$(TIMED) "browser" lab/browser.sh
+
 lab: venv ## Deploy the whole stack on the local 3-host lab and say where it is.
 	@$(TIMED) "lab image" lab/build-image.sh $(LAB_RELEASE)
 	@$(TIMED) "lab containers" lab/up.sh $(LAB_RELEASE)
@@ -39,6 +42,10 @@ lab: venv ## Deploy the whole stack on the local 3-host lab and say where it is.
 
 lab-info: ## Say what runs in the lab and where the credentials are.
 	@lab/info.sh
+
+screenshots: venv browser ## Screenshots of Flower and the management UI of the running lab (make lab first) into docs/screenshots/.
+	CELERYOPS_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots \
+	    pytest -q -p no:cacheprovider --ansible-inventory=inventories/lab molecule/stack/tests/test_browser.py
 
 lab-destroy: ## Remove the lab's containers and network (credentials stay).
 	@lab/down.sh

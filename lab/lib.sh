@@ -63,6 +63,12 @@ ensure_docker() {
   die "dockerd did not answer within 60 s; see /var/log/celeryops-dockerd.log"
 }
 
+# ensure_browser: Debian's chromium on the controller, for the stack's browser test (molecule/stack/tests/
+# test_browser.py drives it with Playwright, which downloads no browser of its own).
+ensure_browser() {
+  need_packages chromium chromium
+}
+
 # Kernel-command-line style arguments for systemd as PID 1: on a cgroup v1 host, systemd 256 and newer
 # (Debian 13) refuse to boot unless legacy hierarchies are forced; in a container these are read from
 # PID 1's own arguments.

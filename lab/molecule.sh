@@ -11,6 +11,8 @@ release="${1:-}"
 check_release "$release"
 shift
 "$here/build-image.sh" "$release"
+# The stack scenario's verify drives Debian's chromium (molecule/stack/tests/test_browser.py).
+ensure_browser
 export LAB_RELEASE="$release"
 CELERYOPS_LAB_IMAGE=$(lab_image "$release")
 export CELERYOPS_LAB_IMAGE
