@@ -4,8 +4,10 @@ A queue served by two hosts shows what a rolling restart is for, so the module f
 `shared` (queue `shared`, prefork on both app1 and app2) and removes it again at the end. Under about 500 tasks
 in flight, `restart_workers.yml -e queues=shared` restarts `celery-shared` host by host; then every task sent is
 in the completion ledgers exactly once, no worker reports a lost task, both main PIDs changed and the other
-workers were left alone. Flower's shutdown API stops a worker warmly and supervisor brings it back. A restart
-request for a queue nobody serves fails before any worker is touched.
+workers were left alone. A saturated prefork worker (every process busy with a long task, short tasks received
+behind them) hands the short ones back during the quiesce, so its warm shutdown begins while the long tasks still
+run. Flower's shutdown API stops a worker warmly and supervisor brings it back. A restart request for a queue
+nobody serves fails before any worker is touched.
 """
 
 import json
