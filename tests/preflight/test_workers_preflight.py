@@ -89,6 +89,22 @@ def test_bad_input_fails_in_preflight(workdir, workers, expected):
     run_and_expect_refusal(workdir, {"workers_celery_workers": workers}, expected)
 
 
+def test_an_empty_worker_list_is_refused(workdir):
+    """An empty list would remove every worker of the host; a misnamed host_vars file gives one too."""
+    run_and_expect_refusal(
+        workdir,
+        {"workers_celery_workers": []},
+        ["workers_celery_workers is empty for local", "workers_allow_no_workers"],
+    )
+
+
+def test_an_empty_worker_list_passes_when_meant(workdir):
+    result = run_play(workdir, {"workers_celery_workers": [], "workers_allow_no_workers": True}, True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Check that the host declares workers, or that an empty list is meant" in output, output
+
+
 @pytest.mark.parametrize("app", ["", "proj celery", "proj.celery:app:x"])
 def test_a_missing_or_malformed_celery_app_fails(workdir, app):
     run_and_expect_refusal(
