@@ -316,19 +316,25 @@ def build_control_argv(spec, command, arguments, timeout):
     return argv
 
 
+def split_app(global_args):
+    """``(app, others)``: the value of ``--app=`` among a spec's global arguments ("" when absent), and the rest."""
+    app = ""
+    others = []
+    for arg in global_args:
+        if arg.startswith("--app="):
+            app = arg[len("--app=") :]
+        else:
+            others.append(arg)
+    return app, others
+
+
 def build_hand_back_argv(spec, timeout):
     """Build ``(argv, environment)`` for ``celeryops_hand_back``, or None when the worker's ``--app`` is unknown.
 
     ``celery control`` sends only commands registered in its own process, so the CLI's app is the module that
     registers the command; it loads the worker's app from the environment variable.
     """
-    app = None
-    others = []
-    for arg in spec["global_args"]:
-        if arg.startswith("--app="):
-            app = arg[len("--app=") :]
-        else:
-            others.append(arg)
+    app, others = split_app(spec["global_args"])
     if not app:
         return None
     argv = [spec["wrapper"], f"--app={HAND_BACK_MODULE}:app", *others, "control", HAND_BACK_COMMAND]
@@ -360,10 +366,7 @@ def build_ping_argv(spec, timeout, override=None):
     ``{program}`` and ``{app}`` placeholders."""
     if not override:
         return build_inspect_argv(spec, "ping", timeout)
-    app = ""
-    for arg in spec["global_args"]:
-        if arg.startswith("--app="):
-            app = arg[len("--app=") :]
+    app, _others = split_app(spec["global_args"])
     values = {
         "{wrapper}": spec["wrapper"],
         "{node}": spec["node"],
