@@ -34,6 +34,12 @@ BAD_VARS = [
     ("flower_url_prefix", "flower/"),
     ("flower_url_prefix", "my flower"),
     ("flower_basic_auth_password", "short-secret"),
+    ("flower_basic_auth_password", "Password1234567!"),
+    ("flower_broker_password", "aaaaaaaaaaaaaaaaaaaa"),
+    ("flower_broker_api_password", "qwertyuiopasdfgh"),
+    ("flower_data_dir", "/var/lib"),
+    ("flower_config_dir", "/etc"),
+    ("flower_home_dir", "/root/flower"),
     ("flower_basic_auth_user", "ad:min"),
     ("flower_max_tasks", 0),
     ("flower_max_workers", 0),
@@ -106,6 +112,8 @@ def test_bad_variable_fails_before_any_change(tmp_path, name, value):
     assert result.returncode != 0, output[-3000:]
     assert name in output, output[-3000:]
     assert _changed(output) == 0, output[-3000:]
+    if name.endswith("_password"):
+        assert value not in output, f"the rejected {name} was printed"
     # The failure comes from the argument specs or the preflight asserts, not from a later stage.
     # A task fails with "fatal:", a loop item of the looped preflight assert with "failed: [localhost] (item=".
     failure = re.search(r"^(fatal|failed): \[localhost\]", output, re.M)

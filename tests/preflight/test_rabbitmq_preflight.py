@@ -47,6 +47,12 @@ def run_role(tmp_path, extra_vars, *options):
 
 BAD_INPUT = {
     "weak app password": ({"rabbitmq_app_password": WEAK_SECRET}, "rabbitmq_app_password"),
+    "long app password of one repeated character": ({"rabbitmq_app_password": "a" * 24}, "only 1 distinct character"),
+    "common admin password padded to length": (
+        {"rabbitmq_admin_password": "Password1234567!"},
+        "built around a common password (password)",
+    ),
+    "keyboard-run monitoring password": ({"rabbitmq_monitoring_password": "qwertyuiopasdfgh"}, "sequence"),
     "blank admin password": ({"rabbitmq_admin_password": " " * 20}, "rabbitmq_admin_password"),
     "padded monitoring password": (
         {"rabbitmq_monitoring_password": " " + "x" * 20},
@@ -82,6 +88,9 @@ def test_bad_input_stops_in_preflight(tmp_path, extra_vars, variable):
     assert re.search(r"localhost\s+: ok=\d+\s+changed=0 .*failed=1", output), output
     assert not credentials.exists(), "a secret was generated although preflight failed"
     assert WEAK_SECRET not in output, "the rejected password was printed"
+    for name, value in extra_vars.items():
+        if name.endswith("_password"):
+            assert value not in output, f"the rejected {name} was printed"
 
 
 def test_good_input_passes_preflight(tmp_path):

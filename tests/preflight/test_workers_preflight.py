@@ -72,6 +72,46 @@ CASES = {
     ),
 }
 
+# Role settings an operator gets wrong (with a valid worker list).
+ROLE_CASES = {
+    "home in a system directory": ({"workers_home": "/var/lib"}, ["workers_home (/var/lib)", "system's own layout"]),
+    "environment file directly in /etc": (
+        {"workers_env_file": "/etc/worker.env"},
+        ["workers_env_file (/etc)", "top-level directory"],
+    ),
+    "logs in a tree emptied at boot": ({"workers_log_dir": "/run/celery"}, ["workers_log_dir (/run/celery)", "boot"]),
+    "application directory not absolute": ({"workers_app_dir": "srv/app"}, ["workers_app_dir (srv/app)", "absolute"]),
+    "virtualenv with a trailing slash": (
+        {"workers_venv_dir": "/opt/celery/venv/"},
+        ["workers_venv_dir (/opt/celery/venv/)", "write /opt/celery/venv"],
+    ),
+    "wrapper in /usr/bin": ({"workers_wrapper_path": "/usr/bin/celery-run"}, ["workers_wrapper_path (/usr/bin)"]),
+    "home and logs in one directory": (
+        {"workers_home": "/var/lib/celery", "workers_log_dir": "/var/lib/celery"},
+        ["workers_log_dir and workers_home are the same directory (/var/lib/celery)"],
+    ),
+    "environment file name that is no shell name": (
+        {"workers_environment": {"SENTRY-DSN": "x", "GOOD_NAME": "y"}},
+        ["workers_environment.SENTRY-DSN", "letters, digits and '_'"],
+    ),
+    "broker password that is a common one padded": (
+        {"workers_broker_password": "changemechangeme"},
+        ["workers_broker_password", "built around a common password (changeme)"],
+    ),
+    "weak password for supervisord's inet server": (
+        {"supervisor_inet_http_server_enabled": True, "supervisor_inet_http_server_password": "1234567890123456"},
+        ["supervisor_inet_http_server_password", "strong secret"],
+    ),
+    "supervisord's stop timeout below the workers' warm shutdowns": (
+        {"supervisor_systemd_stop_timeout": 200},
+        ["sum of", "supervisor_systemd_stop_timeout", "300 seconds"],
+    ),
+    "worker environment name starting with a digit": (
+        {"workers_celery_workers": [{**GOOD, "environment": {"1ST": "x"}}]},
+        ["workers_celery_workers[0].environment.1ST"],
+    ),
+}
+
 # The first task of the install stage: it must never be reached.
 FIRST_CHANGE = "Install Python's virtualenv support"
 
@@ -87,6 +127,11 @@ def workdir(tmp_path):
 @pytest.mark.parametrize(("workers", "expected"), list(CASES.values()), ids=list(CASES))
 def test_bad_input_fails_in_preflight(workdir, workers, expected):
     run_and_expect_refusal(workdir, {"workers_celery_workers": workers}, expected)
+
+
+@pytest.mark.parametrize(("variables", "expected"), list(ROLE_CASES.values()), ids=list(ROLE_CASES))
+def test_bad_role_settings_fail_in_preflight(workdir, variables, expected):
+    run_and_expect_refusal(workdir, {"workers_celery_workers": [GOOD], **variables}, expected)
 
 
 def test_an_empty_worker_list_is_refused(workdir):
@@ -199,4 +244,7 @@ def run_and_expect_refusal(workdir, variables, expected):
     for text in expected:
         assert text in output, output
     assert FIRST_CHANGE not in output, "preflight let the play reach the install stage:\n" + output
+    for name, value in variables.items():
+        if name.endswith("_password"):
+            assert value not in output, f"the rejected {name} was printed"
     assert "changed=0" in output, output

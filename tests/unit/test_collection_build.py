@@ -68,6 +68,8 @@ REQUIRED = (
     "plugins/modules/file_set.py",
     "plugins/filter/celery_inspect.py",
     "plugins/filter/celery_broker_heartbeat.yml",
+    "plugins/filter/directory_problems.py",
+    "plugins/filter/secret_weakness.py",
     "plugins/module_utils/celery_supervisor.py",
     "inventories/production/hosts.yml",
     "docs/architecture.md",

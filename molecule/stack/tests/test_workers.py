@@ -97,6 +97,16 @@ def test_workers_run_as_the_celery_user(request, host_name, program):
         assert len(children) >= 1  # prefork children
 
 
+def test_a_percent_in_extra_args_reaches_celery_as_written(app2):
+    """The inventory gives app2's worker `--statedb=/var/lib/celery/%h.state`: supervisord must accept the program
+    (the role doubles the % for it), Celery must receive the argument as written and expand %h itself."""
+    pid = running_pid(app2, "celery-default")
+    argv = app2.file(f"/proc/{pid}/cmdline").content_string.split("\0")
+    assert "--statedb=/var/lib/celery/%h.state" in argv, argv
+    assert "%%h.state" in app2.file("/etc/supervisor/conf.d/celery-default.conf").content_string
+    assert app2.file("/var/lib/celery/celery.app2.state.db").user == "celery"
+
+
 def test_env_file_is_private_to_the_worker_group(app1, app2):
     for host in (app1, app2):
         env = host.file(ENV_FILE)
