@@ -50,11 +50,15 @@ screenshots: venv browser ## Screenshots of Flower and the management UI of the 
 lab-destroy: ## Remove the lab's containers and network (credentials stay).
 	@lab/down.sh
 
-test: venv ## The whole suite: lint, unit tests, sanity, molecule on every release (benchmarks: make bench).
+# The faults and operator mistakes the suite proves, one JSON line per row, for docs/reliability.md.
+test: export CELERYOPS_RELIABILITY_DIR := $(CURDIR)/build/reliability
+test: venv ## The whole suite: lint, unit tests, sanity, molecule on every release, then docs/reliability.md (benchmarks: make bench).
+	@rm -rf $(CELERYOPS_RELIABILITY_DIR)
 	@$(TIMED) "lint" $(MAKE) --no-print-directory lint
 	@$(TIMED) "unit" $(MAKE) --no-print-directory unit
 	@$(TIMED) "sanity" $(MAKE) --no-print-directory sanity
 	@$(TIMED) "molecule" $(MAKE) --no-print-directory molecule
+	@python hacking/reliability_report.py $(CELERYOPS_RELIABILITY_DIR) docs/reliability.md
 
 lint: yamllint ansible-lint ruff changelog-lint ## All linters.
 

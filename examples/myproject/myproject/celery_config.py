@@ -1,7 +1,8 @@
 """The Celery application of the example project.
 
 Every task whose name starts with ``customers.`` goes to the queue ``customers``, every ``reports.`` task to
-``reports``; all others stay on the default queue ``celery``.
+``reports``, every ``imports.`` task (idempotent, acknowledged late) to ``imports``; all others stay on the default
+queue ``celery``.
 """
 
 import os
@@ -11,7 +12,7 @@ from celery import Celery
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myproject.settings")
 
 # Task name prefix (the Django app) -> queue.
-ROUTED_APPS = {"customers.": "customers", "reports.": "reports"}
+ROUTED_APPS = {"customers.": "customers", "reports.": "reports", "imports.": "imports"}
 
 
 def route_task(name, args, kwargs, options, task=None, **kw):

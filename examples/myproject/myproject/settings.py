@@ -12,6 +12,7 @@ INSTALLED_APPS = [
     "core",
     "customers",
     "reports",
+    "imports",
 ]
 
 DATABASES = {
@@ -31,7 +32,9 @@ CELERY_BROKER_HEARTBEAT = int(os.environ.get("CELERY_BROKER_HEARTBEAT", "120"))
 CELERY_RESULT_BACKEND = "rpc://"
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = ("myproject.celery_config.route_task",)
-# Acknowledge on receipt (the default): a warm shutdown hands reserved, unstarted messages back to the broker.
+# Acknowledge when a worker process starts the task (the default): a warm shutdown hands reserved, unstarted
+# messages back to the broker, but a task whose worker dies while it runs is lost. The idempotent tasks of the
+# imports app are acknowledged when they end instead (imports/tasks.py, docs/task-safety.md).
 CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

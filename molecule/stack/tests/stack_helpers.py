@@ -62,14 +62,16 @@ from myproject.celery_config import app
 plan = json.loads(sys.argv[1])
 ids = []
 with app.producer_or_acquire() as producer:
-    for seconds, queue in plan:
-        ids.append(app.send_task("core.sleep", args=(seconds,), queue=queue, producer=producer).id)
+    for seconds, queue, *name in plan:
+        task = name[0] if name else "core.sleep"
+        ids.append(app.send_task(task, args=(seconds,), queue=queue, producer=producer).id)
 print(json.dumps(ids))
 """
 
 
 def send_tasks(host, plan):
-    """Send core.sleep tasks from ``host`` ([[seconds, queue], ...]) without waiting for them; their ids."""
+    """Send sleep tasks from ``host`` ([[seconds, queue], ...] for core.sleep, or [[seconds, queue, task name],
+    ...]) without waiting for them; their ids."""
     script = f'set -a; . {ENV_FILE}; set +a; cd {APP_DIR}; exec {VENV_PYTHON} -c "$0" "$1"'
     cmd = host.run("sh -c %s %s %s", script, SEND, json.dumps(plan))
     assert cmd.rc == 0, cmd.stderr[-3000:]

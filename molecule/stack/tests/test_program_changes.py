@@ -66,6 +66,7 @@ class Stack:
         self.lists = worker_lists(inventory)
         self.directory = directory
         self.rounds = 0
+        self.summary = ""
 
     def converge(self, *args, app2_worker=None, on_app2=True, with_worker=True, extra=None):
         """site.yml with `changes` on app1 (as WORKER) and on app2 (as app2_worker or WORKER, unless not on_app2)."""
@@ -95,7 +96,11 @@ class Stack:
         missing = set(sent) - set(counts)
         duplicated = {task: n for task, n in counts.items() if n > 1}
         unknown = set(counts) - set(sent)
-        print(f"sent {len(sent)}, completed {len(counts)}, duplicated {len(duplicated)}, unknown {len(unknown)}")
+        self.summary = (
+            f"sent {len(sent)}, completed {len(counts)}, lost {len(missing)}, duplicated {len(duplicated)}, "
+            f"unknown {len(unknown)}"
+        )
+        print(self.summary)
         assert not missing, f"{len(missing)} of {len(sent)} tasks never completed"
         assert not duplicated, f"{len(duplicated)} tasks completed more than once: {duplicated}"
         assert not unknown, f"{len(unknown)} ledger entries are not tasks of this round"
@@ -141,25 +146,39 @@ def stack(inventory, app1, app2, tmp_path_factory):
 
 
 @pytest.mark.parametrize("concurrency", [3, 4])
-def test_a_settings_change_drains_the_worker_first(stack, concurrency):
+@pytest.mark.reliability(
+    "site.yml changes a worker's concurrency on app2 while 440 tasks are in flight",
+    "quiesce and warm shutdown first, then the new settings; 0 lost, 0 duplicated, no WorkerLostError",
+)
+def test_a_settings_change_drains_the_worker_first(stack, concurrency, observe):
     before = running_pid(stack.hosts["app2"], PROGRAM)
     stack.under_load(app2_worker={**WORKER, "concurrency": concurrency})
     assert running_pid(stack.hosts["app2"], PROGRAM) != before
     assert f"--concurrency={concurrency}" in main_cmdline(stack.hosts["app2"])
+    observe(f"concurrency {concurrency}: {stack.summary}")
 
 
 @pytest.mark.parametrize("loglevel", ["debug", "info"])
-def test_a_supervisord_restart_drains_the_workers_first(stack, loglevel):
+@pytest.mark.reliability(
+    "site.yml changes supervisord.conf on app2 (supervisord restarts) while 440 tasks are in flight",
+    "every worker quiesced and stopped warm before supervisord restarts; 0 lost, 0 duplicated",
+)
+def test_a_supervisord_restart_drains_the_workers_first(stack, loglevel, observe):
     app2 = stack.hosts["app2"]
     before = running_pid(app2, PROGRAM)
     stack.under_load(extra={"supervisor_loglevel": loglevel})
     assert f"loglevel={loglevel}" in app2.file("/etc/supervisor/supervisord.conf").content_string
     # under_load saw the quiesce in the worker's log: the module stopped it before supervisord's own shutdown.
     assert running_pid(app2, PROGRAM) != before
+    observe(f"loglevel {loglevel}: {stack.summary}")
 
 
 @pytest.mark.parametrize("attempt", [1, 2])
-def test_removing_the_worker_drains_it_first(stack, attempt):
+@pytest.mark.reliability(
+    "site.yml removes a worker from app2 while 440 tasks are in flight",
+    "the worker is quiesced and stopped warm, then removed; 0 lost, 0 duplicated",
+)
+def test_removing_the_worker_drains_it_first(stack, attempt, observe):
     app2 = stack.hosts["app2"]
     if not running_pid(app2, PROGRAM):
         # Declared again after the previous attempt removed it.
@@ -168,3 +187,4 @@ def test_removing_the_worker_drains_it_first(stack, attempt):
     stack.under_load(on_app2=False)
     assert PROGRAM not in app2.run("supervisorctl status").stdout
     assert not app2.file(f"/etc/supervisor/conf.d/{PROGRAM}.conf").exists
+    observe(f"attempt {attempt}: {stack.summary}")

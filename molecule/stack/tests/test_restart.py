@@ -152,7 +152,11 @@ def test_unknown_queue_fails_in_the_first_play_and_changes_nothing(inventory, pr
     assert normal_pids(programs) == before
 
 
-def test_rolling_restart_under_load_loses_no_task(inventory, app1, app2, programs, shared_worker):
+@pytest.mark.reliability(
+    "restart_workers.yml restarts a queue served by app1 and app2 while 510 tasks are in flight",
+    "one host at a time, quiesce and warm shutdown; 0 lost, 0 duplicated; other workers untouched",
+)
+def test_rolling_restart_under_load_loses_no_task(inventory, app1, app2, programs, shared_worker, observe):
     hosts = {"app1": app1, "app2": app2}
     nodes = {name: f"celery@{SHARED_QUEUE}.{name}" for name in hosts}
     pids_before = {name: running_pid(host, SHARED_PROGRAM) for name, host in hosts.items()}
@@ -182,11 +186,12 @@ def test_rolling_restart_under_load_loses_no_task(inventory, app1, app2, program
     missing = set(sent) - set(counts)
     duplicated = {task: n for task, n in counts.items() if n > 1}
     unknown = set(counts) - set(sent)
-    print(
+    summary = (
         f"sent {len(sent)}, completed {len(counts)} "
         f"(app1 {len(done['app1'])}, app2 {len(done['app2'])}), duplicated {len(duplicated)}, "
         f"unknown {len(unknown)}, missing {len(missing)}"
     )
+    print(summary)
     assert not missing, f"{len(missing)} of {len(sent)} tasks never completed"
     assert not duplicated, f"{len(duplicated)} tasks completed more than once"
     assert not unknown, f"{len(unknown)} ledger entries are not tasks this test sent"
@@ -213,6 +218,7 @@ def test_rolling_restart_under_load_loses_no_task(inventory, app1, app2, program
     drained = [int(row[4]) for row in rows if row[4] != "None"]
     assert drained, f"no drain reported its running tasks: {rows}"
     assert max(drained) > 0, f"no drain had running tasks: {rows}"
+    observe(f"{summary}; running tasks at each drain: {', '.join(map(str, drained))}")
 
 
 def run_module(inventory, host, module, args):
@@ -234,7 +240,12 @@ def listed(host, action, node):
     return replies.get(node) or []
 
 
-def test_saturated_prefork_worker_hands_back_what_it_could_not_start(inventory, app1, app2, shared_worker):
+@pytest.mark.reliability(
+    "restart of a saturated prefork worker (4 x 20 s tasks running, short tasks received behind them)",
+    "the waiting tasks are handed back at once; the warm shutdown begins while the long tasks run; 0 lost, 0 "
+    "duplicated",
+)
+def test_saturated_prefork_worker_hands_back_what_it_could_not_start(inventory, app1, app2, shared_worker, observe):
     """Every process busy with a long task, short ones received behind them: the restart's quiesce hands the
     short ones back at once instead of waiting for a process to free up, the warm shutdown begins while the long
     tasks still run, and every task completes exactly once."""
@@ -283,6 +294,10 @@ def test_saturated_prefork_worker_hands_back_what_it_could_not_start(inventory, 
     assert 0 <= handed < shutdown, f"no hand-back before the warm shutdown:\n{log[-3000:]}"
     assert first_long, f"app2's long tasks did not finish on the old process:\n{log[-3000:]}"
     assert shutdown < first_long.start(), f"the warm shutdown waited for a long task:\n{log[-3000:]}"
+    observe(
+        f"{len(item['handed_back'])} tasks handed back, quiesce {item['quiesce_seconds']} s, drain "
+        f"{item['drain_seconds']} s; {len(sent)} sent, 0 lost, 0 duplicated"
+    )
 
 
 @pytest.fixture(scope="module")

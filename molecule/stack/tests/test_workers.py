@@ -107,6 +107,20 @@ def test_a_percent_in_extra_args_reaches_celery_as_written(app2):
     assert app2.file("/var/lib/celery/celery.app2.state.db").user == "celery"
 
 
+def test_logs_and_code_are_not_for_every_account(app1, app2):
+    """Worker logs, supervisord's logs (Flower's among them) and the application's code: an account outside the
+    groups adm and celery reads none of them; the workers still read their code."""
+    for host, log in ((app1, "/var/log/celery/celery-customers.log"), (app2, "/var/log/celery/celery-default.log")):
+        for path, group in (("/var/log/celery", "adm"), ("/var/log/supervisor", "adm"), (APP_DIR, "celery")):
+            directory = host.file(path)
+            assert (directory.user, directory.group, directory.mode) == ("root", group, 0o750), path
+        assert host.file(log).exists
+        denied = host.run("runuser -u nobody -- cat %s", log)
+        assert denied.rc != 0, f"nobody reads {log}"
+        assert host.run("runuser -u nobody -- ls %s", APP_DIR).rc != 0
+        assert host.run("runuser -u celery -- ls %s/myproject", APP_DIR).rc == 0
+
+
 def test_env_file_is_private_to_the_worker_group(app1, app2):
     for host in (app1, app2):
         env = host.file(ENV_FILE)
@@ -217,7 +231,8 @@ def task_statuses(output):
 # The tasks that write files on an app host of the workers group (celeryops.stack.file_set, the code archive),
 # skipped when the install probes found nothing to change.
 FILE_TASKS = [
-    "celeryops.stack.supervisor : Create the program and log directories and render supervisord.conf",
+    "celeryops.stack.supervisor : Create the program and log directories, render supervisord.conf and the unit's "
+    "drop-in",
     "celeryops.stack.workers : Create the role's directories",
     "Deploy the application code",
     "celeryops.stack.workers : Write the worker environment file and install the wrapper",
