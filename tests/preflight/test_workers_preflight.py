@@ -52,6 +52,10 @@ CASES = {
         [{**GOOD, "time_limit": 600, "stopwaitsecs": 60}],
         ["workers_celery_workers", "stopwaitsecs", "time_limit"],
     ),
+    "stopwaitsecs equal to the hard time limit": (
+        [{**GOOD, "time_limit": 600, "stopwaitsecs": 600}],
+        ["workers_celery_workers", "stopwaitsecs", "above the hard time limit"],
+    ),
     "worker listed twice": ([GOOD, {**GOOD, "concurrency": 2}], ["workers_celery_workers", "more than once"]),
     "AMQP heartbeat on an eventlet worker with Celery 5.7": (
         [{**GOOD, "pool": "eventlet", "concurrency": 256, "broker_heartbeat": 60}],

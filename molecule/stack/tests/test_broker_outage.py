@@ -1,0 +1,86 @@
+"""RabbitMQ stopped for 30 seconds while tasks are queued and running, then started again.
+
+Celery's messages are persistent and its queues durable: what waited in the queue must survive the broker's
+restart, the workers and Flower must reconnect by themselves, and every task must complete.
+"""
+
+import json
+import time
+
+import pytest
+from stack_helpers import APP, WRAPPER, http_from, ledger_entries, send_tasks
+
+NODE = "celery@celery.app2"
+NODES = ("celery@customers.app1", "celery@reports.app1", NODE)
+FLOWER_URL = "http://app1:5555"
+OUTAGE_SECONDS = 30
+TASKS = (120, 1.0)  # count, seconds: about 15 s of work for app2's 8 processes
+
+
+def queued(broker, vhost, queue):
+    out = broker.run("rabbitmqctl list_queues --quiet --formatter json -p %s name messages", vhost).stdout
+    return {item["name"]: item["messages"] for item in json.loads(out or "[]")}.get(queue, 0)
+
+
+def answering(host):
+    cmd = host.run("%s --app=%s inspect ping --timeout=5 --json", WRAPPER, APP)
+    replies = json.loads(cmd.stdout) if cmd.rc == 0 and cmd.stdout.strip() else {}
+    if isinstance(replies, list):
+        replies = {name: reply for item in replies for name, reply in item.items()}
+    return set(replies)
+
+
+@pytest.fixture(scope="module")
+def flower_auth(credentials_dir):
+    files = sorted(credentials_dir.glob("flower_*.password"))
+    assert files, f"no flower_<user>.password in {credentials_dir}"
+    user = files[0].name[len("flower_") : -len(".password")]
+    return f"{user}:{files[0].read_text().strip()}"
+
+
+@pytest.mark.reliability(
+    f"RabbitMQ stopped for {OUTAGE_SECONDS} s while {TASKS[0]} tasks are queued and running, then started",
+    "the queued messages survive; workers and Flower reconnect by themselves; every task completes",
+)
+def test_a_broker_outage_loses_no_queued_task(broker, app1, app2, flower_auth, observe):
+    vhost = broker.ansible.get_variables().get("celeryops_broker_vhost", "celery")
+    count, seconds = TASKS
+    sent = send_tasks(app2, [[seconds, "celery"]] * count)
+    time.sleep(3)
+    waiting = queued(broker, vhost, "celery")
+    assert waiting > 0, "nothing waited in the queue when the broker stopped: the check would prove nothing"
+
+    assert broker.run("systemctl stop rabbitmq-server").rc == 0
+    time.sleep(OUTAGE_SECONDS)
+    assert broker.run("systemctl start rabbitmq-server").rc == 0
+    back = time.monotonic()
+
+    deadline = back + 180
+    while True:
+        done = [entry["id"] for entry in ledger_entries(app2, NODE) if entry["id"] in set(sent)]
+        if set(done) == set(sent) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    drained = time.monotonic() - back
+    time.sleep(3)
+    done = [entry["id"] for entry in ledger_entries(app2, NODE) if entry["id"] in set(sent)]
+    missing = set(sent) - set(done)
+    twice = {task for task in done if done.count(task) > 1}
+    assert not missing, f"{len(missing)} of {len(sent)} tasks never completed after the outage"
+
+    deadline = time.monotonic() + 120
+    while not set(NODES) <= answering(app1) and time.monotonic() < deadline:
+        time.sleep(3)
+    assert set(NODES) <= answering(app1), "a worker did not reconnect"
+    deadline = time.monotonic() + 120
+    while True:
+        answer = http_from(app2, f"{FLOWER_URL}/api/workers?refresh=1&status=1", auth=flower_auth, timeout=30)
+        online = json.loads(answer["body"]) if answer["status"] == 200 else {}
+        if all(online.get(node) for node in NODES) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert all(online.get(node) for node in NODES), f"Flower does not see every worker online again: {online}"
+    observe(
+        f"{waiting} messages queued at the stop; all {len(sent)} tasks completed {drained:.0f} s after the start "
+        f"({len(twice)} twice); every worker answered and Flower listed them online again"
+    )
