@@ -39,8 +39,9 @@ def render(parts):
         "# Reliability report",
         "",
         "Written by `make test` (`hacking/reliability_report.py`) from the rows its test sessions recorded: the faults",
-        "the stack scenario inflicts on a converged lab under load, on each Debian release, and the operator mistakes",
-        "the preflight tests try against each role. Every row is a test; `make test` fails when one fails.",
+        "the stack scenario inflicts on a converged lab under load, the requests it must refuse and the secrets it",
+        "must not leak, on each Debian release; and the operator mistakes the preflight tests try against each role.",
+        "Every row is a test; `make test` fails when one fails.",
         "",
         f"{len(rows)} rows, {failed} failed.",
     ]
@@ -48,7 +49,8 @@ def render(parts):
         if not stem.startswith("faults-"):
             continue
         release = stem.removeprefix("faults-")
-        lines += ["", f"## Faults under load, {RELEASES.get(release, release)}", "", *table(parts[stem])]
+        title = f"## On the lab, {RELEASES.get(release, release)}: faults under load, refusals, secrets"
+        lines += ["", title, "", *table(parts[stem])]
     if "mistakes" in parts:
         lines += [
             "",

@@ -33,8 +33,8 @@ def test_every_row_is_in_the_report(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert result.returncode == 0, result.stderr
     assert "4 rows, 0 failed." in report
-    assert "## Faults under load, Debian 12" in report
-    assert "## Faults under load, Debian 13" in report
+    assert "## On the lab, Debian 12: faults under load, refusals, secrets" in report
+    assert "## On the lab, Debian 13: faults under load, refusals, secrets" in report
     assert "| workers: home in /var/lib | e \\| x | o | pass |" in report
     assert "FAIL" not in report
 

@@ -47,8 +47,11 @@ def pytest_runtest_makereport(item, call):
     if marker is None or not (report.when == "call" or (report.when == "setup" and report.failed)):
         return
     case, expected = marker.args
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        case = f"{case} ({callspec.id})"
     if report.passed:
-        observed = getattr(item, "reliability_observed", "") or "as expected"
+        observed = getattr(item, "reliability_observed", "") or "as expected (asserted by the test)"
     else:
         observed = reliability_rows.failure_text(report)
     _ROWS.append(reliability_rows.row(case, expected, observed, report.passed))

@@ -52,10 +52,12 @@ def secrets(credentials_dir, basic_auth):
 
 
 @pytest.mark.parametrize("path", ["/", "/workers", "/api/workers", "/broker"])
+@pytest.mark.reliability("Flower's pages and API without credentials", "refused (401)")
 def test_refuses_requests_without_credentials(app2, path):
     assert _get(app2, path)["status"] == 401
 
 
+@pytest.mark.reliability("Flower with a wrong basic auth password", "refused (401)")
 def test_refuses_a_wrong_password(app2, basic_auth):
     user, password = basic_auth
     assert _get(app2, "/api/workers", _Secret(f"{user}:{password}x"))["status"] == 401
@@ -132,6 +134,7 @@ def test_state_is_kept_by_flower(app1):
         assert app1.check_output("find /var/lib/flower -maxdepth 1 -name 'flower*' -user flower")
 
 
+@pytest.mark.reliability("Flower's secrets in argv or its supervisor program file", "none")
 def test_no_secret_in_argv_or_program_file(app1, secrets):
     with app1.sudo():
         argv = app1.check_output("ps -eo args")

@@ -138,26 +138,31 @@ def test_app_user_refused_on_other_vhost(amqp_client, names, passwords):
     assert result["login"] is False
 
 
+@pytest.mark.reliability("AMQP login as the application user with a wrong password", "refused")
 def test_app_user_refused_with_wrong_password(amqp_client, names):
     result = run_client(amqp_client, "amqp", names["app"], names["vhost"], names["amqp_port"], "not-the-password")
     assert result["login"] is False
 
 
+@pytest.mark.reliability("AMQP login as guest", "refused (guest is deleted)")
 def test_guest_refused_over_amqp(amqp_client, names):
     result = run_client(amqp_client, "amqp", "guest", "/", names["amqp_port"], "guest")
     assert result["login"] is False
 
 
+@pytest.mark.reliability("AMQP login without credentials", "refused")
 def test_anonymous_login_refused(amqp_client, names):
     result = run_client(amqp_client, "anonymous", "", names["vhost"], names["amqp_port"])
     assert result["login"] is False
 
 
+@pytest.mark.reliability("management API as guest, from the broker itself", "refused")
 def test_guest_refused_over_http_even_on_loopback(broker, names):
     result = run_client(broker, "http", "guest", "/api/whoami", names["management_port"], "guest", "127.0.0.1")
     assert result["status"] == 401
 
 
+@pytest.mark.reliability("management API without credentials, from an app host", "refused (401)")
 def test_management_api_needs_credentials(app1, names):
     assert run_client(app1, "http", "", "/api/overview", names["management_port"])["status"] == 401
 
@@ -176,11 +181,13 @@ def test_monitoring_user_reads_queues(amqp_client, names, passwords):
     assert isinstance(result["body"], list)
 
 
+@pytest.mark.reliability("management API as the application user", "refused: no management tag")
 def test_app_user_is_not_a_management_user(app1, names, passwords):
     result = run_client(app1, "http", names["app"], "/api/overview", names["management_port"], passwords["app"])
     assert result["status"] == 401
 
 
+@pytest.mark.reliability("broker passwords in files other accounts can read", "none")
 def test_no_password_in_files_readable_by_others(broker, passwords):
     """As nobody, grep the broker's usual places for every password (patterns on stdin)."""
     os.environ[STDIN_VARIABLE] = "\n".join(passwords.values())

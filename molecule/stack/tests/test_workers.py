@@ -107,6 +107,7 @@ def test_a_percent_in_extra_args_reaches_celery_as_written(app2):
     assert app2.file("/var/lib/celery/celery.app2.state.db").user == "celery"
 
 
+@pytest.mark.reliability("an unprivileged account reads worker logs or the application code", "refused")
 def test_logs_and_code_are_not_for_every_account(app1, app2):
     """Worker logs, supervisord's logs (Flower's among them) and the application's code: an account outside the
     groups adm and celery reads none of them; the workers still read their code."""
@@ -129,6 +130,7 @@ def test_env_file_is_private_to_the_worker_group(app1, app2):
         assert env.mode == 0o640
 
 
+@pytest.mark.reliability("the broker password in supervisor files, argv or the wrapper", "none")
 def test_broker_password_not_in_supervisor_files_or_argv(app1, app2, credentials_dir):
     password = (credentials_dir / "rabbitmq_myproject.password").read_text().split()[0]
     assert len(password) >= 20
