@@ -101,3 +101,12 @@ def app1(inventory):
 @pytest.fixture(scope="session")
 def app2(inventory):
     return _get(inventory, "app2")
+
+
+@pytest.fixture(scope="session")
+def flower_auth(credentials_dir):
+    """Flower's basic auth as "user:password", from <credentials>/flower_<user>.password."""
+    files = sorted(credentials_dir.glob("flower_*.password"))
+    assert files, f"no flower_<user>.password in {credentials_dir}"
+    user = files[0].name[len("flower_") : -len(".password")]
+    return f"{user}:{files[0].read_text().strip()}"

@@ -131,3 +131,19 @@ def wait_new_pid(host, program, old_pid, timeout=90):
         time.sleep(1)
     status = host.run("supervisorctl status %s", program).stdout
     pytest.fail(f"{program} is not RUNNING with a PID other than {old_pid} after {timeout} s: {status}")
+
+
+def wait_completed(host, node, sent, timeout, settle=3):
+    """Wait until every task id of ``sent`` is in ``node``'s ledger on ``host`` (at most ``timeout`` seconds), then
+    ``settle`` seconds more for a late second run; returns (the ids of ``sent`` completed, each as often as it
+    completed; the seconds the wait took)."""
+    wanted = set(sent)
+    began = time.monotonic()
+    while True:
+        done = [entry["id"] for entry in ledger_entries(host, node) if entry["id"] in wanted]
+        if set(done) == wanted or time.monotonic() - began > timeout:
+            break
+        time.sleep(2)
+    waited = time.monotonic() - began
+    time.sleep(settle)
+    return [entry["id"] for entry in ledger_entries(host, node) if entry["id"] in wanted], waited

@@ -9,7 +9,7 @@ import json
 import time
 
 import pytest
-from stack_helpers import APP_DIR, ENV_FILE, SEND, VENV_PYTHON, ledger_entries
+from stack_helpers import APP_DIR, ENV_FILE, SEND, VENV_PYTHON, wait_completed
 
 NODE = "celery@celery.app2"
 IDS_FILE = "/var/lib/celery/disk-alarm-ids.json"
@@ -73,15 +73,9 @@ def test_a_disk_alarm_blocks_publishers_and_loses_nothing(broker, app2, observe)
     sent = json.loads(app2.file(IDS_FILE).content_string.strip().splitlines()[-1])
     assert len(sent) == count
 
-    deadline = time.monotonic() + 120
-    while True:
-        done = [entry["id"] for entry in ledger_entries(app2, NODE) if entry["id"] in set(sent)]
-        if set(done) == set(sent) or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    flowed = time.monotonic() - cleared
-    time.sleep(2)
-    done = [entry["id"] for entry in ledger_entries(app2, NODE) if entry["id"] in set(sent)]
+    published = time.monotonic()
+    done, waited = wait_completed(app2, NODE, sent, 120)
+    flowed = published - cleared + waited
     assert set(done) == set(sent), f"{len(set(sent) - set(done))} of {count} tasks never completed"
     assert len(done) == len(sent), "a task completed twice"
     app2.run("rm -f %s", IDS_FILE)

@@ -8,7 +8,7 @@ import json
 import time
 
 import pytest
-from stack_helpers import APP, WRAPPER, http_from, ledger_entries, send_tasks
+from stack_helpers import APP, WRAPPER, http_from, send_tasks, wait_completed
 
 NODE = "celery@celery.app2"
 NODES = ("celery@customers.app1", "celery@reports.app1", NODE)
@@ -30,14 +30,6 @@ def answering(host):
     return set(replies)
 
 
-@pytest.fixture(scope="module")
-def flower_auth(credentials_dir):
-    files = sorted(credentials_dir.glob("flower_*.password"))
-    assert files, f"no flower_<user>.password in {credentials_dir}"
-    user = files[0].name[len("flower_") : -len(".password")]
-    return f"{user}:{files[0].read_text().strip()}"
-
-
 @pytest.mark.reliability(
     f"RabbitMQ stopped for {OUTAGE_SECONDS} s while {TASKS[0]} tasks are queued and running, then started",
     "the queued messages survive; workers and Flower reconnect by themselves; every task completes",
@@ -53,17 +45,8 @@ def test_a_broker_outage_loses_no_queued_task(broker, app1, app2, flower_auth, o
     assert broker.run("systemctl stop rabbitmq-server").rc == 0
     time.sleep(OUTAGE_SECONDS)
     assert broker.run("systemctl start rabbitmq-server").rc == 0
-    back = time.monotonic()
 
-    deadline = back + 180
-    while True:
-        done = [entry["id"] for entry in ledger_entries(app2, NODE) if entry["id"] in set(sent)]
-        if set(done) == set(sent) or time.monotonic() > deadline:
-            break
-        time.sleep(3)
-    drained = time.monotonic() - back
-    time.sleep(3)
-    done = [entry["id"] for entry in ledger_entries(app2, NODE) if entry["id"] in set(sent)]
+    done, drained = wait_completed(app2, NODE, sent, 180)
     missing = set(sent) - set(done)
     twice = {task for task in done if done.count(task) > 1}
     assert not missing, f"{len(missing)} of {len(sent)} tasks never completed after the outage"

@@ -300,14 +300,6 @@ def test_saturated_prefork_worker_hands_back_what_it_could_not_start(inventory, 
     )
 
 
-@pytest.fixture(scope="module")
-def flower_auth(credentials_dir):
-    files = sorted(credentials_dir.glob("flower_*.password"))
-    assert files, f"no flower_<user>.password in {credentials_dir}"
-    user = files[0].name[len("flower_") : -len(".password")]
-    return f"{user}:{files[0].read_text().strip()}"
-
-
 def test_flower_shutdown_brings_the_worker_back(app1, app2, flower_auth):
     old = running_pid(app1, "celery-customers")
     assert old
