@@ -15,8 +15,8 @@ done
 running() { docker exec "$LAB_PREFIX-$1" sh -c "$2" >/dev/null 2>&1; }
 printf '\nServices:\n'
 if running broker 'systemctl is-active --quiet rabbitmq-server'; then
-  printf '  RabbitMQ AMQP        amqp://broker:5672/ (inside the lab network)\n'
-  printf '  RabbitMQ management  http://127.0.0.1:15672/  (user admin)\n'
+  printf '  RabbitMQ AMQPS       amqps://broker:5671/ (inside the lab network; plain AMQP only on its loopback)\n'
+  printf '  RabbitMQ management  https://127.0.0.1:15671/  (user admin)\n'
 else
   printf '  RabbitMQ             not deployed yet\n'
 fi
@@ -28,11 +28,16 @@ for host in app1 app2; do
 done
 flower_state=$(docker exec "$LAB_PREFIX-app1" supervisorctl status flower 2>/dev/null | awk '{print $2}' || true)
 if [ -n "$flower_state" ]; then
-  printf '  Flower               http://127.0.0.1:5555/  (user admin; %s)\n' "$flower_state"
+  printf '  Flower               https://127.0.0.1:5555/  (user admin; %s)\n' "$flower_state"
 fi
 creds="$top/inventories/lab/credentials"
 printf '\nCredentials (generated, mode 0600, git-ignored): %s\n' "${creds#"$top"/}/"
 if [ -d "$creds" ]; then
   find "$creds" -maxdepth 1 -type f -printf '  %f\n' | sort
+fi
+if [ -f "$creds/tls/ca.crt" ]; then
+  printf '\nTLS: the lab CA that signed every certificate is %s (trust it in a browser, or pass it to\n' \
+    "${creds#"$top"/}/tls/ca.crt"
+  printf '  curl --cacert); the certificates name the hosts, localhost and 127.0.0.1.\n'
 fi
 printf '\nRemove the lab with: make lab-destroy\n'

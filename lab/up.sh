@@ -19,9 +19,9 @@ fi
 
 docker network inspect "$LAB_NETWORK" >/dev/null 2>&1 || docker network create "$LAB_NETWORK" >/dev/null
 
-# Published ports stay on loopback: the management UI of the broker and Flower on app1.
+# Published ports stay on loopback: the management UI of the broker (HTTPS) and Flower on app1 (HTTPS).
 # LAB_PUBLISH=0 publishes nothing (a second lab beside the first, with its own LAB_PREFIX and LAB_NETWORK).
-declare -A ports=([broker]="-p 127.0.0.1:15672:15672" [app1]="-p 127.0.0.1:5555:5555" [app2]="")
+declare -A ports=([broker]="-p 127.0.0.1:15671:15671" [app1]="-p 127.0.0.1:5555:5555" [app2]="")
 if [ "${LAB_PUBLISH:-1}" = 0 ]; then
   ports=([broker]="" [app1]="" [app2]="")
 fi

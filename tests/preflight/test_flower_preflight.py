@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from tls_files import tls_variables
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -26,6 +27,9 @@ PLAYBOOK = """\
 """
 
 BAD_VARS = [
+    ("flower_tls_cert_file", ""),
+    ("flower_tls_key_file", "/nonexistent/flower.key"),
+    ("flower_broker_ca_file", "relative/ca.crt"),
     ("flower_port", 0),
     ("flower_port", 70000),
     ("flower_port", "http"),
@@ -70,7 +74,7 @@ def _ansible_playbook():
 
 def _run(tmp_path, extra_vars, *args, broker_vars=""):
     (tmp_path / "play.yml").write_text(PLAYBOOK)
-    (tmp_path / "vars.json").write_text(json.dumps(extra_vars))
+    (tmp_path / "vars.json").write_text(json.dumps({**tls_variables(tmp_path / "tls"), **extra_vars}))
     (tmp_path / "hosts.ini").write_text(
         f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
         + (f"[rabbitmq]\nmq {broker_vars}\n" if broker_vars else "")

@@ -12,6 +12,7 @@ import re
 import subprocess
 
 import pytest
+from tls_files import tls_variables
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
 PLAYBOOK = pathlib.Path(__file__).with_name("rabbitmq_preflight.yml")
@@ -32,7 +33,7 @@ def run_role(tmp_path, extra_vars, *options):
         ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
         ANSIBLE_CACHE_PLUGIN="memory",
     )
-    variables = {"rabbitmq_credentials_dir": str(credentials), **extra_vars}
+    variables = {"rabbitmq_credentials_dir": str(credentials), **tls_variables(tmp_path / "tls"), **extra_vars}
     proc = subprocess.run(
         ["ansible-playbook", "--check", "-i", "localhost,", str(PLAYBOOK), "-e", json.dumps(variables), *options],
         cwd=PROJECT,
@@ -75,6 +76,32 @@ BAD_INPUT = {
     "management plugin missing": ({"rabbitmq_plugins": ["rabbitmq_prometheus"]}, "rabbitmq_plugins"),
     "disk limit not a size": ({"rabbitmq_disk_free_limit": "lots"}, "rabbitmq_disk_free_limit"),
     "consumer timeout too short": ({"rabbitmq_consumer_timeout": 1000}, "rabbitmq_consumer_timeout"),
+    "AMQPS port equals the plain AMQP port": ({"rabbitmq_amqps_port": 5672}, "rabbitmq_amqps_port"),
+    "HTTPS management port out of range": ({"rabbitmq_management_tls_port": 65536}, "rabbitmq_management_tls_port"),
+    "listener address given as a host name": ({"rabbitmq_amqp_address": "broker.example"}, "rabbitmq_amqp_address"),
+    "listener address with an octet above 255": (
+        {"rabbitmq_amqps_address": "10.0.0.256"},
+        "rabbitmq_amqps_address",
+    ),
+    "TLS switch given as a word": ({"rabbitmq_tls": "maybe"}, "rabbitmq_tls"),
+    "TLS on without a certificate": ({"rabbitmq_tls_cert_file": ""}, "rabbitmq_tls_cert_file is empty"),
+    "certificate file missing on the controller": (
+        {"rabbitmq_tls_cert_file": "/nonexistent/broker.crt"},
+        "rabbitmq_tls_cert_file (/nonexistent/broker.crt) cannot be read on the controller",
+    ),
+    "certificate path relative": ({"rabbitmq_tls_ca_file": "tls/ca.crt"}, "rabbitmq_tls_ca_file (tls/ca.crt) is not"),
+}
+
+# Mistakes with real files: each maps the test's TLS directory to the variables that make the mistake.
+BAD_TLS_FILES = {
+    "private key given as the CA": (
+        lambda tls: {"rabbitmq_tls_ca_file": str(tls / "host.key")},
+        "rabbitmq_tls_ca_file",
+    ),
+    "key of another certificate": (
+        lambda tls: {"rabbitmq_tls_key_file": tls_variables(tls / "other")["celeryops_tls_key_file"]},
+        "rabbitmq_tls_key_file is not the private key of the certificate in rabbitmq_tls_cert_file",
+    ),
 }
 
 
@@ -91,6 +118,17 @@ def test_bad_input_stops_in_preflight(tmp_path, extra_vars, variable):
     for name, value in extra_vars.items():
         if name.endswith("_password"):
             assert value not in output, f"the rejected {name} was printed"
+
+
+@pytest.mark.parametrize(("make_vars", "expected"), list(BAD_TLS_FILES.values()), ids=list(BAD_TLS_FILES))
+def test_bad_tls_files_stop_in_preflight(tmp_path, make_vars, expected):
+    proc, credentials = run_role(tmp_path, make_vars(tmp_path / "tls"))
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert expected in output, output
+    assert FIRST_TASK_AFTER_PREFLIGHT not in output, output
+    assert not credentials.exists(), "a secret was generated although preflight failed"
+    assert "PRIVATE KEY-----" not in output.replace("(-----BEGIN ... PRIVATE KEY-----)", ""), "a key was printed"
 
 
 def test_good_input_passes_preflight(tmp_path):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from tls_files import tls_variables
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
 SITE = PROJECT / "playbooks" / "site.yml"
@@ -70,7 +71,7 @@ def test_site_refuses_a_wrong_type_in_argument_validation(tmp_path, group, varia
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(INVENTORY.format(group=group, python=sys.executable))
     extra = tmp_path / "vars.json"
-    extra.write_text(json.dumps(variables))
+    extra.write_text(json.dumps({**tls_variables(tmp_path / "tls"), **variables}))
     env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     result = subprocess.run(
         ["ansible-playbook", "-i", str(inventory), str(SITE), "--check", "-e", f"@{extra}"],

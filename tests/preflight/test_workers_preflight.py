@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from tls_files import tls_variables
 
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -78,6 +79,11 @@ CASES = {
 
 # Role settings an operator gets wrong (with a valid worker list).
 ROLE_CASES = {
+    "TLS to the broker without its CA": ({"workers_broker_ca_file": ""}, ["workers_broker_ca_file is empty"]),
+    "broker CA that is no certificate": (
+        {"workers_broker_ca_file": "/etc/hostname"},
+        ["workers_broker_ca_file (/etc/hostname) holds no PEM certificate"],
+    ),
     "home in a system directory": ({"workers_home": "/var/lib"}, ["workers_home (/var/lib)", "system's own layout"]),
     "environment file directly in /etc": (
         {"workers_env_file": "/etc/worker.env"},
@@ -213,7 +219,9 @@ def test_the_broker_contract_sets_both_sides(workdir):
 def run_play(workdir, variables, preflight_only=False):
     """The role on localhost with variables, and the one every inventory must set (workers_celery_app)."""
     extra = workdir / "vars.json"
-    extra.write_text(json.dumps({"workers_celery_app": "proj.celery:app", **variables}))
+    extra.write_text(
+        json.dumps({"workers_celery_app": "proj.celery:app", **tls_variables(workdir / "tls"), **variables})
+    )
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),

@@ -1,6 +1,7 @@
 """Minimal Django settings: no web server, no database the workers need (sqlite in /tmp if ever used)."""
 
 import os
+import ssl
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
 DEBUG = False
@@ -25,6 +26,15 @@ DATABASES = {
 # Celery settings, read by myproject/celery_config.py with the namespace CELERY.
 # The broker URL (with its password) comes from the environment file the wrapper loads.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "amqp://guest@localhost:5672//")
+# TLS to the broker (the URL is amqps://): the workers role names the CA that signed the broker's certificate in
+# CELERYOPS_BROKER_CA_FILE. Verify the certificate against that CA only, and its name against the URL's host
+# (kombu fills in server_hostname when it is None).
+if os.environ.get("CELERYOPS_BROKER_CA_FILE"):
+    CELERY_BROKER_USE_SSL = {
+        "ca_certs": os.environ["CELERYOPS_BROKER_CA_FILE"],
+        "cert_reqs": ssl.CERT_REQUIRED,
+        "server_hostname": None,
+    }
 # AMQP heartbeat in seconds: the workers role sets 0 for eventlet and gevent workers (Celery 5.7 takes in about
 # ten messages a second on a green pool with heartbeats on; see the workers role README), Celery's 120 otherwise.
 CELERY_BROKER_HEARTBEAT = int(os.environ.get("CELERY_BROKER_HEARTBEAT", "120"))

@@ -22,31 +22,41 @@ ENV_FILE = "/etc/celery/worker.env"
 VENV_PYTHON = "/opt/celery/venv/bin/python"
 APP_DIR = "/srv/myproject"
 LEDGER_DIR = "/var/lib/celery/ledger"
+# The lab CA's certificate as the roles install it: on the app hosts beside the workers' environment file, on the
+# broker in RabbitMQ's TLS directory. Flower on app1 serves HTTPS with app1's certificate.
+CA_FILE = "/etc/celery/broker-ca.crt"
+BROKER_CA_FILE = "/etc/rabbitmq/tls/ca.crt"
+FLOWER_URL = "https://app1:5555"
 
 # Runs on a lab host: one HTTP request, prints the status code and the body as JSON. The request (method, URL,
 # credentials) reaches python on stdin, from the shell's builtin printf, not in python's argv.
 _HTTP = textwrap.dedent(
     """
-    import base64, json, sys, urllib.error, urllib.request
+    import base64, json, ssl, sys, urllib.error, urllib.request
     req = json.loads(sys.stdin.read())
+    context = ssl.create_default_context(cafile=req["cafile"]) if req["url"].startswith("https:") else None
     data = b"" if req["method"] == "POST" else None
     request = urllib.request.Request(req["url"], data=data, method=req["method"])
     if req["auth"]:
         token = base64.b64encode(req["auth"].encode()).decode()
         request.add_header("Authorization", "Basic " + token)
     try:
-        with urllib.request.urlopen(request, timeout=req["timeout"]) as response:
+        with urllib.request.urlopen(request, timeout=req["timeout"], context=context) as response:
             status, body = response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         status, body = error.code, error.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError) as error:
+        print(json.dumps({"status": None, "body": None, "error": type(error).__name__ + ": " + str(error)}))
+        sys.exit(0)
     print(json.dumps({"status": status, "body": body}))
     """
 )
 
 
-def http_from(host, url, method="GET", auth=None, timeout=15):
-    """``{"status", "body"}`` of one request sent from ``host`` (basic auth from ``auth``, "user:password")."""
-    payload = json.dumps({"url": url, "method": method, "auth": auth, "timeout": timeout})
+def http_from(host, url, method="GET", auth=None, timeout=15, cafile=CA_FILE):
+    """``{"status", "body"}`` of one request sent from ``host`` (basic auth from ``auth``, "user:password"); an
+    https URL's certificate is verified against ``cafile`` on that host, and its name against the URL's."""
+    payload = json.dumps({"url": url, "method": method, "auth": auth, "timeout": timeout, "cafile": cafile})
     script = base64.b64encode(_HTTP.encode()).decode()
     out = host.check_output(
         "printf '%%s' %s | python3 -c 'import base64,sys; exec(base64.b64decode(sys.argv[1]))' %s", payload, script

@@ -8,11 +8,10 @@ import json
 import time
 
 import pytest
-from stack_helpers import APP, WRAPPER, http_from, send_tasks, wait_completed
+from stack_helpers import APP, FLOWER_URL, WRAPPER, http_from, send_tasks, wait_completed
 
 NODE = "celery@celery.app2"
 NODES = ("celery@customers.app1", "celery@reports.app1", NODE)
-FLOWER_URL = "http://app1:5555"
 OUTAGE_SECONDS = 30
 TASKS = (120, 1.0)  # count, seconds: about 15 s of work for app2's 8 processes
 

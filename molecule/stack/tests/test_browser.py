@@ -60,7 +60,7 @@ def flower(listing, credentials_dir):
     user = variables.get("flower_basic_auth_user", "admin")
     return {
         "address": address,
-        "url": f"http://{address}:{int(variables.get('flower_port', 5555))}" + (f"/{prefix}" if prefix else ""),
+        "url": f"https://{address}:{int(variables.get('flower_port', 5555))}" + (f"/{prefix}" if prefix else ""),
         "user": user,
         "password": read_secret(credentials_dir / f"flower_{user}.password"),
     }
@@ -77,7 +77,7 @@ def management(listing, credentials_dir):
     user = variables.get("rabbitmq_monitoring_user", variables.get("celeryops_broker_monitoring_user", "monitoring"))
     return {
         "address": address,
-        "url": f"http://{address}:{int(variables.get('rabbitmq_management_port', 15672))}",
+        "url": f"https://{address}:{int(variables.get('rabbitmq_management_tls_port', 15671))}",
         "vhost": variables.get("rabbitmq_app_vhost", variables.get("celeryops_broker_vhost", "celery")),
         "user": user,
         "password": read_secret(credentials_dir / f"rabbitmq_{user}.password"),

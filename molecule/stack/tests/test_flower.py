@@ -9,9 +9,8 @@ import json
 import re
 
 import pytest
-from stack_helpers import http_from
+from stack_helpers import FLOWER_URL, http_from
 
-FLOWER_URL = "http://app1:5555"
 EXPECTED_WORKERS = {"celery@customers.app1", "celery@celery.app2"}
 EXPECTED_QUEUES = ("customers", "celery")
 
@@ -116,7 +115,7 @@ def test_starts_after_every_worker(app1):
     assert all(priorities["flower"] > prio for prio in workers.values()), priorities
 
 
-@pytest.mark.parametrize("path", ["/etc/flower/flowerconfig.py", "/etc/flower/flower.env"])
+@pytest.mark.parametrize("path", ["/etc/flower/flowerconfig.py", "/etc/flower/flower.env", "/etc/flower/flower.key"])
 def test_secret_files_are_root_flower_0640(app1, path):
     with app1.sudo():
         f = app1.file(path)

@@ -12,9 +12,7 @@ import re
 import time
 
 import pytest
-from stack_helpers import http_from, worker_lists
-
-FLOWER_URL = "http://app1:5555"
+from stack_helpers import FLOWER_URL, http_from, worker_lists
 
 
 class _Secret(str):

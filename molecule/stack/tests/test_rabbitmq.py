@@ -1,7 +1,7 @@
 """celeryops.stack.rabbitmq observed from outside: listeners, health, logins allowed and refused.
 
-Passwords are read from the controller's credentials directory and reach the hosts only on the standard input
-of the remote command: the ad-hoc module arguments carry an env lookup, never the password itself.
+The other hosts speak AMQPS and HTTPS, verified against the lab CA (broker_client.py); the plain listeners serve
+the broker's loopback only (test_tls.py proves the refusals).
 """
 
 import json
@@ -9,58 +9,10 @@ import os
 import stat
 
 import pytest
+from broker_client import STDIN_LOOKUP, STDIN_VARIABLE, run_client
 
-# The remote command's standard input: an env lookup the ad-hoc run resolves, so no argv carries the value.
-STDIN_VARIABLE = "CELERYOPS_TEST_STDIN"
-STDIN_LOOKUP = "{{ lookup('ansible.builtin.env', '" + STDIN_VARIABLE + "') }}"
 # Where a leaked password would show up on the broker (the remote temporary directory included).
 SEARCHED_DIRS = ["/etc", "/var/lib/rabbitmq", "/var/log", "/" + "tmp"]
-
-# Runs on app1 or the broker with the standard library (and python3-amqp for the AMQP modes).
-# argv: mode, user, vhost or URL path, host, port; the password comes on stdin.
-CLIENT = r"""
-import base64, json, sys, time, urllib.error, urllib.request, uuid
-mode, user, target, host, port = sys.argv[1:6]
-password = sys.stdin.read().rstrip("\n")
-if mode == "http":
-    request = urllib.request.Request(f"http://{host}:{port}{target}")
-    if user:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        request.add_header("Authorization", "Basic " + token)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            print(json.dumps({"status": response.status, "body": json.loads(response.read() or b"null")}))
-    except urllib.error.HTTPError as error:
-        print(json.dumps({"status": error.code, "body": None}))
-    sys.exit(0)
-import amqp, amqp.sasl
-class Anonymous(amqp.sasl.SASL):
-    mechanism = b"ANONYMOUS"
-    def start(self, connection):
-        return b""
-options = {"host": f"{host}:{port}", "virtual_host": target, "connect_timeout": 10}
-if mode == "anonymous":
-    options["authentication"] = (Anonymous(),)
-else:
-    options.update(userid=user, password=password)
-try:
-    with amqp.Connection(**options) as connection:
-        channel = connection.channel()
-        queue = "celeryops-test-" + uuid.uuid4().hex[:8]
-        channel.queue_declare(queue, auto_delete=False)
-        body = uuid.uuid4().hex
-        channel.basic_publish(amqp.Message(body), routing_key=queue)
-        message = None
-        for _ in range(50):
-            message = channel.basic_get(queue, no_ack=True)
-            if message is not None:
-                break
-            time.sleep(0.1)
-        channel.queue_delete(queue)
-        print(json.dumps({"login": True, "roundtrip": message is not None and message.body == body}))
-except Exception as error:
-    print(json.dumps({"login": False, "error": type(error).__name__ + ": " + str(error)}))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +26,12 @@ def names(broker):
         "monitoring": variables.get(
             "rabbitmq_monitoring_user", variables.get("celeryops_broker_monitoring_user", "monitoring")
         ),
-        "amqp_port": int(variables.get("rabbitmq_amqp_port", variables.get("celeryops_broker_port", 5672))),
-        "management_port": int(variables.get("rabbitmq_management_port", 15672)),
+        # What the other hosts use: the TLS listeners.
+        "amqp_port": int(variables.get("rabbitmq_amqps_port", variables.get("celeryops_broker_tls_port", 5671))),
+        "management_port": int(variables.get("rabbitmq_management_tls_port", 15671)),
+        # The plain listeners, on the broker's loopback.
+        "plain_amqp_port": int(variables.get("rabbitmq_amqp_port", variables.get("celeryops_broker_port", 5672))),
+        "plain_management_port": int(variables.get("rabbitmq_management_port", 15672)),
     }
 
 
@@ -96,28 +52,27 @@ def amqp_client(app1):
     return app1
 
 
-def run_client(host, mode, user, target, port, secret="", server="broker"):
-    """Run CLIENT on host; the secret travels through this process's environment and the remote stdin."""
-    os.environ[STDIN_VARIABLE] = secret
-    try:
-        args = {
-            "argv": ["python3", "-c", CLIENT, mode, user, target, server, str(port)],
-            "stdin": STDIN_LOOKUP,
-        }
-        result = host.ansible("ansible.builtin.command", json.dumps(args), check=False)
-    finally:
-        del os.environ[STDIN_VARIABLE]
-    assert result.get("rc") == 0, result.get("stderr") or result.get("msg")
-    return json.loads(result["stdout"])
+# The TLS listeners serve every IPv4 interface (the roles' default), the plain ones the broker's loopback.
+EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - the address a listener is expected on, not a bind of this test
 
 
-@pytest.mark.parametrize("port", ["amqp_port", "management_port"])
-def test_listeners(broker, names, port):
+@pytest.mark.parametrize(
+    ("port", "address"),
+    [
+        ("amqp_port", EVERY_INTERFACE),
+        ("management_port", EVERY_INTERFACE),
+        ("plain_amqp_port", "127.0.0.1"),
+        ("plain_management_port", "127.0.0.1"),
+    ],
+)
+def test_listeners(broker, names, port, address):
     listening = broker.socket.get_listening_sockets()
-    assert any(s.startswith("tcp://") and s.endswith(f":{names[port]}") for s in listening), listening
+    assert f"tcp://{address}:{names[port]}" in listening, listening
 
 
-@pytest.mark.parametrize("check", ["check_running", "check_local_alarms", "check_port_connectivity"])
+# Not check_port_connectivity: it connects to every listener through the node's host name, which the loopback-only
+# plain listeners never answer; test_tls.py connects to each listener from where its clients are instead.
+@pytest.mark.parametrize("check", ["check_running", "check_local_alarms"])
 def test_diagnostics(broker, check):
     assert broker.run(f"rabbitmq-diagnostics --quiet {check}").rc == 0
 
@@ -158,7 +113,9 @@ def test_anonymous_login_refused(amqp_client, names):
 
 @pytest.mark.reliability("management API as guest, from the broker itself", "refused")
 def test_guest_refused_over_http_even_on_loopback(broker, names):
-    result = run_client(broker, "http", "guest", "/api/whoami", names["management_port"], "guest", "127.0.0.1")
+    result = run_client(
+        broker, "http", "guest", "/api/whoami", names["plain_management_port"], "guest", "127.0.0.1", cafile=""
+    )
     assert result["status"] == 401
 
 

@@ -11,8 +11,8 @@ import threading
 import time
 
 import pytest
+from broker_client import run_client
 from stack_helpers import SITE, run_playbook
-from test_rabbitmq import run_client
 
 RESTART_HANDLER = "RUNNING HANDLER [celeryops.stack.rabbitmq : Restart RabbitMQ]"
 
@@ -64,7 +64,7 @@ def admin(broker, credentials_dir):
 
 def api_status(broker, user, password):
     port = int(broker.ansible.get_variables().get("rabbitmq_management_port", 15672))
-    return run_client(broker, "http", user, "/api/whoami", port, password, server="127.0.0.1")["status"]
+    return run_client(broker, "http", user, "/api/whoami", port, password, server="127.0.0.1", cafile="")["status"]
 
 
 def test_new_password_is_applied_without_a_restart_and_never_shown(broker, inventory, container, admin):

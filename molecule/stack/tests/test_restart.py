@@ -18,6 +18,7 @@ import time
 import pytest
 from stack_helpers import (
     APP,
+    FLOWER_URL,
     LEDGER_DIR,
     PROJECT,
     SITE,
@@ -42,7 +43,6 @@ SHARED_WORKER = {"name": "shared", "queues": [SHARED_QUEUE], "pool": "prefork", 
 SHORT_TASKS = (450, 0.2)  # count, seconds
 LONG_TASKS = (60, 5.0)
 CUSTOMERS_NODE = "celery@customers.app1"
-FLOWER_URL = "http://app1:5555"
 
 
 def converge_workers(inventory, extra_vars=None):

@@ -62,6 +62,9 @@ def main(argv=None):
         from celery import Celery  # noqa: PLC0415 - only Flower's virtualenv has it
 
         app = Celery(broker=os.environ["CELERY_BROKER_URL"])
+        # The module of broker_use_ssl (AMQPS), the one `celery flower` reads too.
+        if os.environ.get("CELERY_CONFIG_MODULE"):
+            app.config_from_envvar("CELERY_CONFIG_MODULE")
 
         def ask():
             with app.connection_for_write() as connection:
