@@ -204,6 +204,50 @@ def test_a_vhost_other_than_the_brokers_fails_naming_both_variables(workdir):
     )
 
 
+# The broker's listeners as its own variables set them, the workers' variables, and what the refusal names.
+BROKER_LINK_CASES = {
+    "TLS off on the broker only": (
+        "          rabbitmq_tls: false\n          rabbitmq_amqp_address: 10.0.0.5\n",
+        {},
+        ["workers_broker_tls (True)", "TLS off (rabbitmq_tls)", "celeryops_broker_tls"],
+    ),
+    "broker's AMQPS on another port": (
+        "          rabbitmq_amqps_port: 5999\n",
+        {},
+        ["workers_broker_port (5671)", "port 5999"],
+    ),
+    "plain AMQP to a broker that serves it on loopback only": (
+        "          rabbitmq_tls: false\n",
+        {"celeryops_broker_tls": False},
+        ["workers_broker_tls (False)", "port 5672", "rabbitmq_amqp_address", "(127.0.0.1)", "not loopback"],
+    ),
+}
+
+
+def _broker_elsewhere(broker_vars):
+    return BROKER_ELSEWHERE.replace("          rabbitmq_app_vhost: billing\n", broker_vars).format(
+        python=sys.executable
+    )
+
+
+@pytest.mark.parametrize(
+    ("broker_vars", "variables", "expected"), list(BROKER_LINK_CASES.values()), ids=list(BROKER_LINK_CASES)
+)
+def test_a_link_the_broker_does_not_serve_is_refused(workdir, broker_vars, variables, expected):
+    (workdir / "inventory" / "hosts.yml").write_text(_broker_elsewhere(broker_vars))
+    run_and_expect_refusal(workdir, {"workers_celery_workers": [GOOD], **variables}, expected)
+
+
+def test_plain_amqp_to_a_broker_that_serves_it_on_its_address_passes(workdir):
+    """The good twin of the loopback case: the same plain link once the broker listens on an address."""
+    broker_vars = "          rabbitmq_tls: false\n          rabbitmq_amqp_address: 10.0.0.5\n"
+    (workdir / "inventory" / "hosts.yml").write_text(_broker_elsewhere(broker_vars))
+    result = run_play(workdir, {"workers_celery_workers": [GOOD], "celeryops_broker_tls": False}, True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Check that the workers speak the broker's protocol on its port" in output, output
+
+
 def test_the_broker_contract_sets_both_sides(workdir):
     """celeryops_broker_vhost given to every host: the broker's and the workers' vhost agree, the preflight
     passes (run alone, by its tag)."""
