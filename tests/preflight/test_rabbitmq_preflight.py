@@ -10,6 +10,7 @@ import os
 import pathlib
 import re
 import subprocess
+import sys
 
 import pytest
 from tls_files import tls_variables
@@ -129,6 +130,47 @@ def test_bad_tls_files_stop_in_preflight(tmp_path, make_vars, expected):
     assert FIRST_TASK_AFTER_PREFLIGHT not in output, output
     assert not credentials.exists(), "a secret was generated although preflight failed"
     assert "PRIVATE KEY-----" not in output.replace("(-----BEGIN ... PRIVATE KEY-----)", ""), "a key was printed"
+
+
+def _run_with_inventory_directory(tmp_path, ignore_regex):
+    """The role's preflight with -i an inventory directory that holds the credentials directory."""
+    inventory = tmp_path / "inventory"
+    (inventory / "credentials").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text(
+        "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+        f"      ansible_python_interpreter: {sys.executable}\n"
+    )
+    variables = {"rabbitmq_credentials_dir": str(inventory / "credentials"), **tls_variables(tmp_path / "tls")}
+    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_INVENTORY_IGNORE_REGEX=ignore_regex)  # fmt: skip
+    proc = subprocess.run(
+        ["ansible-playbook", "--check", "-i", str(inventory), str(PLAYBOOK), "-e", json.dumps(variables)],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return proc, inventory / "credentials"
+
+
+def test_credentials_read_as_inventory_are_refused(tmp_path):
+    """Without an ignore pattern for it, Ansible would read each secret file as an INI host named after it."""
+    proc, credentials = _run_with_inventory_directory(tmp_path, "^unrelated$")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert f"rabbitmq_credentials_dir: {credentials} lies inside the inventory directory" in output, output
+    assert FIRST_TASK_AFTER_PREFLIGHT not in output, output
+    assert list(credentials.iterdir()) == [], "a secret was generated although preflight failed"
+
+
+def test_credentials_ignored_by_the_inventory_pass(tmp_path):
+    proc, _credentials = _run_with_inventory_directory(tmp_path, "^credentials$")
+    output = proc.stdout + proc.stderr
+    assert "Check that the credentials directory stays out of the inventory" in output, output
+    assert "lies inside the inventory directory" not in output, output
+    assert FIRST_TASK_AFTER_PREFLIGHT in output, output
 
 
 def test_good_input_passes_preflight(tmp_path):

@@ -20,13 +20,18 @@ PROGRAM_PREFIX = "celery-"
 
 
 def _env(collections):
-    """A user's environment: none of the project's ANSIBLE_* settings, only the installed collections path.
-
-    Pipelining is the one setting of the project's ansible.cfg the README tells users to copy; it only saves
-    round trips.
+    """A user's environment: none of the project's ANSIBLE_* settings, only the installed collections path and
+    the two settings of the project's ansible.cfg the README tells users to copy: pipelining (it only saves round
+    trips) and the inventory ignore patterns (the roles refuse a credentials directory Ansible would read as
+    inventory, and the lab's lies inside its inventory directory).
     """
     env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_PIPELINING="true", ANSIBLE_NOCOLOR="1")
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=str(collections),
+        ANSIBLE_PIPELINING="true",
+        ANSIBLE_INVENTORY_IGNORE_REGEX="^(credentials|tls)$",
+        ANSIBLE_NOCOLOR="1",
+    )
     return env
 
 

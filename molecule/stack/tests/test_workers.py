@@ -240,7 +240,7 @@ FILE_TASKS = [
     "drop-in",
     "celeryops.stack.workers : Create the role's directories",
     "Deploy the application code",
-    "celeryops.stack.workers : Write the worker environment file and install the wrapper",
+    "celeryops.stack.workers : Write the worker environment file, the broker's CA and the wrapper",
 ]
 # The worker's program file: a plain template task, which compares the file itself.
 PROGRAM_TASKS = ["celeryops.stack.workers : Render the program file of celery-default"]
