@@ -22,11 +22,13 @@ FIRST_TASK_AFTER_PREFLIGHT = "Resolve the broker's passwords and Erlang cookie"
 WEAK_SECRET = "weak-Secret-42"
 
 
-def run_role(tmp_path, extra_vars, *options):
-    """Run the role on localhost in check mode with extra_vars (JSON keeps their types)."""
-    credentials = tmp_path / "credentials"
+def run_role(tmp_path, extra_vars, *options, inventory="localhost,", credentials=None, environment=None):
+    """Run the role on localhost in check mode with extra_vars (JSON keeps their types), from ``inventory``, with
+    the credentials directory ``credentials`` (``tmp_path``/credentials) and ``environment`` added."""
+    credentials = credentials or tmp_path / "credentials"
     env = dict(
         os.environ,
+        **(environment or {}),
         ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_FORCE_COLOR="0",
@@ -36,7 +38,7 @@ def run_role(tmp_path, extra_vars, *options):
     )
     variables = {"rabbitmq_credentials_dir": str(credentials), **tls_variables(tmp_path / "tls"), **extra_vars}
     proc = subprocess.run(
-        ["ansible-playbook", "--check", "-i", "localhost,", str(PLAYBOOK), "-e", json.dumps(variables), *options],
+        ["ansible-playbook", "--check", "-i", str(inventory), str(PLAYBOOK), "-e", json.dumps(variables), *options],
         cwd=PROJECT,
         env=env,
         capture_output=True,
@@ -140,19 +142,8 @@ def _run_with_inventory_directory(tmp_path, ignore_regex):
         "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
         f"      ansible_python_interpreter: {sys.executable}\n"
     )
-    variables = {"rabbitmq_credentials_dir": str(inventory / "credentials"), **tls_variables(tmp_path / "tls")}
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_INVENTORY_IGNORE_REGEX=ignore_regex)  # fmt: skip
-    proc = subprocess.run(
-        ["ansible-playbook", "--check", "-i", str(inventory), str(PLAYBOOK), "-e", json.dumps(variables)],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return proc, inventory / "credentials"
+    environment = {"ANSIBLE_INVENTORY_IGNORE_REGEX": ignore_regex}
+    return run_role(tmp_path, {}, inventory=inventory, credentials=inventory / "credentials", environment=environment)
 
 
 def test_credentials_read_as_inventory_are_refused(tmp_path):
