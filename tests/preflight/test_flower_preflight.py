@@ -136,6 +136,16 @@ def test_a_monitoring_user_other_than_the_brokers_fails_naming_both_variables(tm
     assert _changed(output) == 0
 
 
+def test_the_application_user_as_flowers_broker_user_fails_naming_both_variables(tmp_path):
+    extra = {"flower_basic_auth_password": "a-long-enough-passphrase", "flower_broker_user": "celery"}
+    result = _run(tmp_path, extra, broker_vars="rabbitmq_app_user=celery")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "flower_broker_user (celery)" in output, output[-3000:]
+    assert "rabbitmq_flower_user (flower)" in output, output[-3000:]
+    assert _changed(output) == 0
+
+
 def test_https_to_a_broker_without_tls_fails_naming_both_sides(tmp_path):
     broker_vars = "rabbitmq_tls=false rabbitmq_amqp_address=10.0.0.5 rabbitmq_management_address=10.0.0.5"
     result = _run(tmp_path, {"flower_basic_auth_password": "a-long-enough-passphrase"}, broker_vars=broker_vars)
@@ -156,7 +166,9 @@ def test_plain_links_to_a_broker_on_its_addresses_pass(tmp_path):
 
 
 def test_the_broker_contract_sets_both_sides(tmp_path):
-    extra = {"flower_basic_auth_password": "a-long-enough-passphrase", "celeryops_broker_monitoring_user": "grafana"}
-    result = _run(tmp_path, extra, "--tags", "flower_preflight", broker_vars="celeryops_broker_monitoring_user=grafana")
+    extra = {"flower_basic_auth_password": "a-long-enough-passphrase", "celeryops_broker_monitoring_user": "grafana",
+             "celeryops_broker_flower_user": "dashboard"}  # fmt: skip
+    broker_vars = "celeryops_broker_monitoring_user=grafana celeryops_broker_flower_user=dashboard"
+    result = _run(tmp_path, extra, "--tags", "flower_preflight", broker_vars=broker_vars)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]

@@ -15,7 +15,11 @@ STDIN_LOOKUP = "{{ lookup('ansible.builtin.env', '" + STDIN_VARIABLE + "') }}"
 
 # Runs on an app host or the broker with the standard library (and python3-amqp for the AMQP modes).
 # argv: mode, user, vhost or URL path, host, port, CA file (empty: plain AMQP or HTTP); the password comes on
-# stdin. With a CA file the connection is TLS, verified against that CA and the host name.
+# stdin. With a CA file the connection is TLS, verified against that CA and the host name. Modes: http (one GET),
+# amqp (login, then a round trip through a queue of its own), anonymous (login without credentials), reach (what
+# the user may do with Celery's task queue and exchange `celery`: read a message, publish to the exchange with a
+# routing key nothing is bound to, publish through the default exchange to a queue that does not exist; each on a
+# connection of its own, so no task is taken or sent even when the broker allows it).
 CLIENT = r"""
 import base64, json, ssl, sys, time, urllib.error, urllib.request, uuid
 mode, user, target, host, port, cafile = sys.argv[1:7]
@@ -47,6 +51,33 @@ if mode == "anonymous":
     options["authentication"] = (Anonymous(),)
 else:
     options.update(userid=user, password=password)
+if mode == "reach":
+    def attempt(action):
+        try:
+            # Publisher confirms: basic_publish waits for the broker's answer, a refusal included.
+            connection = amqp.Connection(**options, confirm_publish=True)
+            connection.connect()
+            channel = connection.channel()
+            if action == "read":
+                message = channel.basic_get("celery", no_ack=False)
+                if message is not None:
+                    channel.basic_reject(message.delivery_tag, requeue=True)
+            else:
+                exchange = "celery" if action == "publish" else ""
+                channel.basic_publish(amqp.Message("{}"), exchange=exchange, routing_key="celeryops-test-nowhere")
+            connection.close()
+            return "allowed"
+        except amqp.exceptions.AMQPError as error:
+            connection.collect()
+            return f"refused {getattr(error, 'reply_code', '?')}: {error}"
+    try:
+        with amqp.Connection(**options):
+            pass
+    except Exception as error:
+        print(json.dumps({"login": False, "error": type(error).__name__ + ": " + str(error)}))
+        sys.exit(0)
+    print(json.dumps({"login": True, **{action: attempt(action) for action in ("read", "publish", "default")}}))
+    sys.exit(0)
 try:
     with amqp.Connection(**options) as connection:
         channel = connection.channel()

@@ -42,15 +42,16 @@ def basic_auth(credentials_dir):
 
 @pytest.fixture(scope="module")
 def secrets(credentials_dir, basic_auth):
-    """Every secret Flower holds: its basic auth password and both RabbitMQ passwords."""
+    """Every secret Flower holds: its basic auth password and the passwords of its broker user and of the
+    monitoring user."""
     values = [basic_auth[1]]
-    for user in ("myproject", "flower"):
+    for user in ("flower", "monitoring"):
         values.append(_read_secret(credentials_dir / f"rabbitmq_{user}.password"))
     assert all(len(v) >= 16 for v in values)
     return values
 
 
-@pytest.mark.parametrize("path", ["/", "/workers", "/api/workers", "/broker"])
+@pytest.mark.parametrize("path", ["/", "/workers", "/api/workers", "/broker", "/metrics"])
 @pytest.mark.reliability("Flower's pages and API without credentials", "refused (401)")
 def test_refuses_requests_without_credentials(app2, path):
     assert _get(app2, path)["status"] == 401
@@ -61,6 +62,15 @@ def test_refuses_a_wrong_password(app2, basic_auth):
     user, password = basic_auth
     assert _get(app2, "/api/workers", _Secret(f"{user}:{password}x"))["status"] == 401
     assert _get(app2, "/api/workers", f"{user}:wrong-password-123456")["status"] == 401
+
+
+@pytest.mark.reliability("Flower's /metrics with the basic auth credentials", "200, the Prometheus exposition")
+def test_metrics_answer_a_logged_in_scraper(app2, basic_auth, observe):
+    user, password = basic_auth
+    answer = _get(app2, "/metrics", _Secret(f"{user}:{password}"))
+    observe(f"status {answer['status']}, {len(answer.get('body') or '')} bytes")
+    assert answer["status"] == 200
+    assert "flower_events_total" in answer["body"] or "flower_worker_online" in answer["body"], answer["body"][:500]
 
 
 def test_lists_both_workers_online(app2, basic_auth):

@@ -26,6 +26,7 @@ def names(broker):
         "monitoring": variables.get(
             "rabbitmq_monitoring_user", variables.get("celeryops_broker_monitoring_user", "monitoring")
         ),
+        "flower": variables.get("rabbitmq_flower_user", variables.get("celeryops_broker_flower_user", "flower")),
         # What the other hosts use: the TLS listeners.
         "amqp_port": int(variables.get("rabbitmq_amqps_port", variables.get("celeryops_broker_tls_port", 5671))),
         "management_port": int(variables.get("rabbitmq_management_tls_port", 15671)),
@@ -39,7 +40,7 @@ def names(broker):
 def passwords(credentials_dir, names):
     return {
         key: (credentials_dir / f"rabbitmq_{names[key]}.password").read_text().strip()
-        for key in ("app", "admin", "monitoring")
+        for key in ("app", "admin", "monitoring", "flower")
     }
 
 
@@ -138,6 +139,30 @@ def test_monitoring_user_reads_queues(amqp_client, names, passwords):
     assert isinstance(result["body"], list)
 
 
+@pytest.mark.parametrize("user", ["flower", "monitoring"])
+@pytest.mark.reliability(
+    "Flower's and the monitoring user's AMQP rights on the tasks: read the queue `celery`, publish to the exchange "
+    "`celery` and through the default exchange",
+    "each refused by the broker (403 ACCESS_REFUSED); the application user is allowed all three",
+)
+def test_watchers_can_neither_read_nor_send_tasks(amqp_client, names, passwords, user, observe):
+    result = run_client(amqp_client, "reach", names[user], names["vhost"], names["amqp_port"], passwords[user])
+    app = run_client(amqp_client, "reach", names["app"], names["vhost"], names["amqp_port"], passwords["app"])
+    observe(f"{names[user]}: " + ", ".join(f"{k} {str(v)[:11]}" for k, v in result.items() if k != "login"))
+    assert result["login"] is True, result
+    for action in ("read", "publish", "default"):
+        assert result[action].startswith("refused 403"), result
+    # The twin: the same attempts as the application user pass, so the refusals come from the permissions.
+    assert app == {"login": True, "read": "allowed", "publish": "allowed", "default": "allowed"}, app
+
+
+def test_flower_connects_as_its_own_user(broker, names):
+    with broker.sudo():
+        out = broker.check_output("rabbitmqctl --quiet list_connections user --formatter json")
+    users = {c["user"] for c in json.loads(out)}
+    assert names["flower"] in users, users
+
+
 @pytest.mark.reliability("management API as the application user", "refused: no management tag")
 def test_app_user_is_not_a_management_user(app1, names, passwords):
     result = run_client(app1, "http", names["app"], "/api/overview", names["management_port"], passwords["app"])
@@ -167,7 +192,7 @@ def test_cookie_file(broker):
 
 
 def test_controller_credentials_are_private(credentials_dir, names):
-    files = [credentials_dir / f"rabbitmq_{names[key]}.password" for key in ("app", "admin", "monitoring")]
+    files = [credentials_dir / f"rabbitmq_{names[key]}.password" for key in ("app", "admin", "monitoring", "flower")]
     files.append(credentials_dir / "rabbitmq_erlang_cookie")
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
