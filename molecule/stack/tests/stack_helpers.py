@@ -124,6 +124,15 @@ def ledger_entries(host, node):
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
+def active_ids(host, node):
+    """The ids of the tasks ``node`` runs now (`celery inspect active` on ``host``; [] when it does not answer)."""
+    cmd = host.run("%s --app=%s inspect active --destination=%s --timeout=5 --json", WRAPPER, APP, node)
+    replies = json.loads(cmd.stdout) if cmd.rc == 0 and cmd.stdout.strip() else {}
+    if isinstance(replies, list):
+        replies = {name: reply for item in replies for name, reply in item.items()}
+    return [task["id"] for task in replies.get(node) or []]
+
+
 def running_pid(host, program):
     """The main PID of ``program`` when supervisor reports it RUNNING, else None."""
     out = host.run("supervisorctl status %s", program).stdout

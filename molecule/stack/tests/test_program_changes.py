@@ -1,8 +1,9 @@
 """Every way a converge stops a worker goes through the quiesce and loses or repeats no task (issue 13).
 
 A prefork worker `changes` (queue `changes`) runs on app1 and app2. While a stream of long and short tasks is in
-flight on both, `site.yml --limit app2` changes the worker's concurrency (twice), changes supervisord.conf (and
-back), and finally removes the worker from app2 (twice: it is declared again in between). After each round every
+flight on both, `site.yml --limit app2` changes the worker's concurrency (twice), `site.yml` changes supervisord.conf
+on both app hosts (and back: supervisord restarts one host at a time), and finally `site.yml --limit app2` removes
+the worker from app2 (twice: it is declared again in between). After each round every
 task sent is in the completion ledgers exactly once, app2's worker log shows the quiesce (`Canceling queue
 changes`) followed by tasks that finished during the warm shutdown, and the worker runs as declared (or is gone).
 """
@@ -41,6 +42,16 @@ def plan():
             tasks.append([long_seconds, QUEUE])
         tasks.append([short_seconds, QUEUE])
     return tasks
+
+
+def restart_window(host):
+    """(left active, active again) of supervisord's last restart, in the kernel's monotonic microseconds (one clock
+    for every lab host: they share the kernel)."""
+    out = host.check_output(
+        "systemctl show supervisor --property=ActiveExitTimestampMonotonic --property=ActiveEnterTimestampMonotonic"
+    )
+    values = dict(line.split("=", 1) for line in out.splitlines())
+    return int(values["ActiveExitTimestampMonotonic"]), int(values["ActiveEnterTimestampMonotonic"])
 
 
 def log_size(host):
@@ -84,14 +95,14 @@ class Stack:
         path.write_text(json.dumps(variables))
         return run_playbook(self.inventory, SITE, *args, extra_vars=path, timeout=900)
 
-    def under_load(self, *args, **kwargs):
-        """Send the stream, converge app2 with it in flight, wait for every task; returns app2's log of it."""
+    def under_load(self, *args, limit="app2", **kwargs):
+        """Send the stream, converge `limit` with it in flight, wait for every task; returns app2's log of it."""
         offset = log_size(self.hosts["app2"])
         for host in self.hosts.values():
             host.run("rm -f /var/lib/celery/ledger/celery@%s.*.jsonl", QUEUE)
         sent = send_tasks(self.hosts["app1"], plan())
         assert len(set(sent)) == len(sent) == LONG_TASKS[0] + SHORT_TASKS[0]
-        self.converge("--limit", "app2", *args, **kwargs)
+        self.converge("--limit", limit, *args, **kwargs)
         counts = self.wait_done(sent)
         missing = set(sent) - set(counts)
         duplicated = {task: n for task, n in counts.items() if n > 1}
@@ -160,17 +171,25 @@ def test_a_settings_change_drains_the_worker_first(stack, concurrency, observe):
 
 @pytest.mark.parametrize("loglevel", ["debug", "info"])
 @pytest.mark.reliability(
-    "site.yml changes supervisord.conf on app2 (supervisord restarts) while 440 tasks are in flight",
-    "every worker quiesced and stopped warm before supervisord restarts; 0 lost, 0 duplicated",
+    "site.yml changes supervisord.conf on both app hosts (supervisord restarts) while 440 tasks are in flight",
+    "every worker quiesced and stopped warm before supervisord restarts, one host at a time (the two restarts do "
+    "not overlap); 0 lost, 0 duplicated",
 )
 def test_a_supervisord_restart_drains_the_workers_first(stack, loglevel, observe):
-    app2 = stack.hosts["app2"]
-    before = running_pid(app2, PROGRAM)
-    stack.under_load(extra={"supervisor_loglevel": loglevel})
-    assert f"loglevel={loglevel}" in app2.file("/etc/supervisor/supervisord.conf").content_string
-    # under_load saw the quiesce in the worker's log: the module stopped it before supervisord's own shutdown.
-    assert running_pid(app2, PROGRAM) != before
-    observe(f"loglevel {loglevel}: {stack.summary}")
+    before = {name: running_pid(host, PROGRAM) for name, host in stack.hosts.items()}
+    stack.under_load(limit="workers", extra={"supervisor_loglevel": loglevel})
+    windows = {}
+    for name, host in stack.hosts.items():
+        assert f"loglevel={loglevel}" in host.file("/etc/supervisor/supervisord.conf").content_string
+        # The module stopped the worker (quiesce, warm shutdown) before supervisord's own shutdown; under_load saw
+        # that in app2's worker log.
+        assert running_pid(host, PROGRAM) != before[name], name
+        windows[name] = restart_window(host)
+    (first, first_window), (second, second_window) = sorted(windows.items(), key=lambda item: item[1])
+    gap = (second_window[0] - first_window[1]) / 1e6
+    observe(f"loglevel {loglevel}: {stack.summary}; {second}'s supervisord stopped {gap:.1f} s after {first}'s was up")
+    assert first_window[0] < first_window[1], windows
+    assert gap > 0, f"supervisord restarts overlapped: {windows}"
 
 
 @pytest.mark.parametrize("attempt", [1, 2])

@@ -6,11 +6,10 @@ makes systemd wait supervisor_systemd_stop_timeout, kill the whole unit after it
 of supervisord and of the programs it starts.
 """
 
-import json
 import time
 
 import pytest
-from stack_helpers import APP, LEDGER_DIR, WRAPPER, ledger_entries, running_pid, send_tasks, wait_new_pid
+from stack_helpers import LEDGER_DIR, active_ids, ledger_entries, running_pid, send_tasks, wait_new_pid
 
 DEFAULT_NODE = "celery@celery.app2"
 # Longer than the 90 seconds Debian's unit would wait.
@@ -40,14 +39,6 @@ def test_workers_get_the_raised_open_file_limit(app1, app2):
         _init_soft, init_hard = open_files_limit(host, 1)
         soft, _hard = open_files_limit(host, running_pid(host, program))
         assert soft == min(65536, init_hard) > 1024, (program, soft, init_hard)
-
-
-def active_ids(host, node):
-    cmd = host.run("%s --app=%s inspect active --destination=%s --timeout=5 --json", WRAPPER, APP, node)
-    replies = json.loads(cmd.stdout) if cmd.rc == 0 and cmd.stdout.strip() else {}
-    if isinstance(replies, list):
-        replies = {name: reply for item in replies for name, reply in item.items()}
-    return [task["id"] for task in replies.get(node) or []]
 
 
 @pytest.mark.reliability(
