@@ -33,6 +33,9 @@ def names(broker):
         # The plain listeners, on the broker's loopback.
         "plain_amqp_port": int(variables.get("rabbitmq_amqp_port", variables.get("celeryops_broker_port", 5672))),
         "plain_management_port": int(variables.get("rabbitmq_management_port", 15672)),
+        # Erlang's port mapper and distribution port.
+        "epmd_port": 4369,
+        "distribution_port": 25672,
     }
 
 
@@ -64,11 +67,23 @@ EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - the address a listener is expected o
         ("management_port", EVERY_INTERFACE),
         ("plain_amqp_port", "127.0.0.1"),
         ("plain_management_port", "127.0.0.1"),
+        ("epmd_port", "127.0.0.1"),
+        ("distribution_port", "127.0.0.1"),
     ],
 )
 def test_listeners(broker, names, port, address):
     listening = broker.socket.get_listening_sockets()
     assert f"tcp://{address}:{names[port]}" in listening, listening
+
+
+def test_cli_tools_reach_the_node_on_loopback(broker):
+    """The node keeps its name, rabbit@<short host name>, though the system resolves that name to the container's
+    address, where neither epmd nor the distribution port listen: the CLI tools still reach the node."""
+    with broker.sudo():
+        hostname = broker.check_output("hostname -s")
+        assert not broker.check_output("getent hosts %s", hostname).startswith("127.")
+        assert broker.check_output("rabbitmqctl --quiet eval 'node().'") == f"rabbit@{hostname}"
+        assert broker.run("rabbitmq-diagnostics --quiet ping").rc == 0
 
 
 # Not check_port_connectivity: it connects to every listener through the node's host name, which the loopback-only

@@ -15,10 +15,9 @@ from stack_helpers import BROKER_CA_FILE, CA_FILE, FLOWER_URL, http_from
 
 # A CA of the test's own on app1: a client that trusts it, not the lab CA, must be refused.
 OTHER_CA = "/root/celeryops-test-other-ca.crt"
-# Non-loopback TCP listeners each lab host may have: the TLS ones, and Erlang's port mapper and distribution port
-# on the broker (cookie-authenticated; not yet bound to loopback, see docs/tls.md).
+# Non-loopback TCP listeners each lab host may have: the TLS ones (Erlang's epmd and distribution port serve the
+# broker's loopback).
 TLS_LISTENERS = {"broker": {5671, 15671}, "app1": {5555}, "app2": set()}
-ERLANG_LISTENERS = {"broker": {4369, 25672}, "app1": set(), "app2": set()}
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +56,15 @@ def _listeners(host):
 @pytest.mark.parametrize("name", ["broker", "app1", "app2"])
 @pytest.mark.reliability(
     "TCP listeners on non-loopback addresses (ss -ltn), every lab host",
-    "TLS ports only (AMQPS 5671, HTTPS management 15671, Flower 5555), besides Erlang's epmd and distribution",
+    "TLS ports only (AMQPS 5671, HTTPS management 15671, Flower 5555); plain AMQP, HTTP, epmd and Erlang's "
+    "distribution on loopback",
 )
 def test_no_cleartext_listener_outside_loopback(request, name, observe):
     host = request.getfixturevalue(name)
     # Docker's embedded DNS listens on 127.0.0.11 inside each container.
     exposed = {port for address, port in _listeners(host) if not re.match(r"^(127\.|::1$)", address)}
     observe(f"{name}: {sorted(exposed)}")
-    assert exposed <= TLS_LISTENERS[name] | ERLANG_LISTENERS[name], sorted(exposed)
+    assert exposed <= TLS_LISTENERS[name], sorted(exposed)
     assert TLS_LISTENERS[name] <= exposed
 
 
