@@ -64,7 +64,7 @@ def plain_environment(environment, plain_port):
     scheme, rest = url.split("://", 1)
     if scheme != "amqps":
         raise ValueError(f"CELERY_BROKER_URL is not amqps:// ({scheme}://)")
-    credentials, _, location = rest.rpartition("@")
+    credentials, _at, location = rest.rpartition("@")
     host_port, slash, path = location.partition("/")
     host = host_port.rsplit(":", 1)[0] if ":" in host_port else host_port
     plain = {key: value for key, value in environment.items() if key != "CELERYOPS_BROKER_CA_FILE"}

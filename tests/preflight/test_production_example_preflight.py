@@ -35,7 +35,7 @@ VAULTED = [
 
 def _secret(length=40):
     alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(length))
+    return "".join(secrets.choice(alphabet) for _index in range(length))
 
 
 def _hosts(inventory):

@@ -71,7 +71,7 @@ def test_broker_logs_rotate_and_rabbitmq_reopens(broker, observe):
         assert rotated.exists, broker.check_output("ls -la /var/log/rabbitmq")
         marker = "celeryops log rotation probe"
         broker.run_expect([0], f"rabbitmqctl --quiet eval 'logger:warning(\"{marker}\").'")
-        for _ in range(20):
+        for _attempt in range(20):
             if broker.file(log).exists and marker in broker.file(log).content_string:
                 break
             broker.run("sleep 0.5")
