@@ -57,21 +57,6 @@ def read_env_file(path):
     return values
 
 
-def plain_environment(environment, plain_port):
-    """The workers' environment on plain AMQP: the amqps:// URL as amqp:// on ``plain_port``, and no CA (the example
-    project turns broker_use_ssl on when CELERYOPS_BROKER_CA_FILE is set). The TLS bench's comparison run."""
-    url = environment["CELERY_BROKER_URL"]
-    scheme, rest = url.split("://", 1)
-    if scheme != "amqps":
-        raise ValueError(f"CELERY_BROKER_URL is not amqps:// ({scheme}://)")
-    credentials, _at, location = rest.rpartition("@")
-    host_port, slash, path = location.partition("/")
-    host = host_port.rsplit(":", 1)[0] if ":" in host_port else host_port
-    plain = {key: value for key, value in environment.items() if key != "CELERYOPS_BROKER_CA_FILE"}
-    plain["CELERY_BROKER_URL"] = f"amqp://{credentials}@{host}:{plain_port}{slash}{path}"
-    return plain
-
-
 def debian_release():
     """The host's Debian release, e.g. "12.13 (bookworm)"."""
     try:
@@ -158,12 +143,9 @@ class BenchWorker:
         env.pop("CELERY_BROKER_HEARTBEAT", None)
         if heartbeat is not None:
             env["CELERY_BROKER_HEARTBEAT"] = str(heartbeat)
-        # The role's wrapper loads the environment file, and with it the amqps:// URL: a plain run starts the same
-        # virtualenv's celery directly, with this process's (plain) environment.
-        launcher = str(pathlib.Path(sys.executable).with_name("celery")) if args.plain_port else args.wrapper
         # As the role runs a worker: events on, gossip, mingle and worker heartbeats left at Celery's defaults.
         command = [
-            launcher, f"--app={args.app}", "worker", f"--queues={self.queue}", f"--hostname={self.node}",
+            args.wrapper, f"--app={args.app}", "worker", f"--queues={self.queue}", f"--hostname={self.node}",
             f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=WARNING", "--events",
         ]  # fmt: skip
         with open(self.log, "wb") as log:
@@ -452,17 +434,10 @@ def main(argv=None):
     parser.add_argument("--green-pool", default="eventlet", help="the green pool of the memory comparison")
     parser.add_argument("--green-memory-concurrency", type=int, default=256)
     parser.add_argument("--prefork-memory-concurrency", type=int, default=8)
-    parser.add_argument("--no-memory", action="store_true", help="skip the memory rows")
-    parser.add_argument(
-        "--plain-port", type=int, help="publish and consume over plain AMQP on this port of the broker (TLS bench)"
-    )
     args = parser.parse_args(argv)
     args.group = args.group or args.user
 
     environment = read_env_file(args.env_file)
-    if args.plain_port:
-        environment = plain_environment(environment, args.plain_port)
-        os.environ.pop("CELERYOPS_BROKER_CA_FILE", None)
     os.environ.update(environment)
     args.effective_ledger_dir = environment.get("CELERYOPS_LEDGER_DIR")
     sys.path.insert(0, args.workdir)
@@ -483,16 +458,11 @@ def main(argv=None):
         tasks = args.default_tasks if celery_default else args.tasks
         rows += throughput(args, app, pool, concurrency, heartbeat, label, not celery_default, patterns, tasks)
     green_heartbeat, _label = heartbeat_of(args.green_pool, False)
-    memory_rows = (
-        []
-        if args.no_memory
-        else [
-            memory(args, app, args.green_pool, args.green_memory_concurrency, green_heartbeat),
-            memory(args, app, "prefork", args.prefork_memory_concurrency, None),
-        ]
-    )
+    memory_rows = [
+        memory(args, app, args.green_pool, args.green_memory_concurrency, green_heartbeat),
+        memory(args, app, "prefork", args.prefork_memory_concurrency, None),
+    ]
     result = {
-        "transport": "amqp" if args.plain_port else environment["CELERY_BROKER_URL"].split("://", 1)[0],
         "celery": celery_version,
         "python": sys.version.split()[0],
         "host": os.uname().nodename,
