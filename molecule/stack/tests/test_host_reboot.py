@@ -8,12 +8,13 @@ container, and the test starts it again (as the machine's firmware would). After
 worker, which runs what was handed back. Every task completes exactly once, counted by id in the ledger.
 """
 
+import collections
 import json
 import subprocess
 import time
 
 import pytest
-from stack_helpers import active_ids, ledger_entries, running_pid, send_tasks, wait_new_pid
+from stack_helpers import active_ids, ledger_entries, running_pid, send_tasks, wait_completed, wait_new_pid
 
 NODE = "celery@celery.app2"
 PROGRAM = "celery-default"
@@ -76,24 +77,12 @@ def test_a_reboot_lets_running_tasks_finish_and_loses_nothing(app2, observe):
     new_pid = wait_new_pid(app2, PROGRAM, old_pid, timeout=180)
     back = time.time()
 
-    counts = {}
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        counts = {}
-        for entry in ledger_entries(app2, NODE):
-            counts[entry["id"]] = counts.get(entry["id"], 0) + 1
-        if set(sent) <= set(counts):
-            break
-        time.sleep(3)
-    time.sleep(3)
-    entries = [entry for entry in ledger_entries(app2, NODE) if entry["id"] in set(sent)]
-    counts = {}
-    for entry in entries:
-        counts[entry["id"]] = counts.get(entry["id"], 0) + 1
+    done, _waited = wait_completed(app2, NODE, sent, 300)
+    counts = collections.Counter(done)
     lost = set(sent) - set(counts)
     duplicated = [task for task, n in counts.items() if n > 1]
     long_ids = set(sent[: LONG_TASKS[0]])
-    long_before_down = [e for e in entries if e["id"] in long_ids and e["ts"] <= down]
+    long_before_down = [e for e in ledger_entries(app2, NODE) if e["id"] in long_ids and e["ts"] <= down]
     observe(
         f"went down {down - began:.0f} s after the reboot began, worker back (pid {new_pid}) {back - began:.0f} s "
         f"after it; {len(long_before_down)}/{LONG_TASKS[0]} long tasks finished before the host went down; "
