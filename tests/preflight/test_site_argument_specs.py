@@ -36,6 +36,11 @@ WORKERS_OK = {
 
 CASES = {
     "rabbitmq: a port that is no integer": ("rabbitmq", {"rabbitmq_amqp_port": "amqp"}, "rabbitmq_amqp_port"),
+    "rabbitmq: Erlang's listeners on an address other than loopback or every interface": (
+        "rabbitmq",
+        {"rabbitmq_distribution_address": "10.0.0.5"},
+        "rabbitmq_distribution_address",
+    ),
     "supervisor: an unknown log level": (
         "workers",
         {**WORKERS_OK, "supervisor_loglevel": "loud"},
