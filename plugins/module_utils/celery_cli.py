@@ -220,6 +220,7 @@ def build_worker_spec(config, hostname):
         "stopwaitsecs": int(config.get("stopwaitsecs") or 0),
         "stopsignal": config.get("stopsignal"),
         "inuse": config.get("inuse", True),
+        "autostart": bool(config.get("autostart", True)),
         "logfile": config.get("stdout_logfile") or "",
     }
 
@@ -240,6 +241,7 @@ def bare_spec(name):
         "stopwaitsecs": 0,
         "stopsignal": None,
         "inuse": True,
+        "autostart": True,
         "logfile": "",
     }
 

@@ -56,6 +56,72 @@ AUTORESTART_GRACE = 3.0
 # The reply wait of a ping sent while supervisor still counts startsecs (the node may not listen yet).
 EARLY_PING_TIMEOUT = 0.3
 
+#: The handover of the standalone worker program NAME is the program NAME-handover: the same worker command and
+#: queues under another node name, declared with autostart=false. A restart with ``overlap`` starts it first, so
+#: the queue keeps a consumer running the new code while the old process finishes its tasks.
+HANDOVER_SUFFIX = "-handover"
+
+
+def handover_name(name):
+    """The name of the handover program of the worker program ``name``."""
+    return name + HANDOVER_SUFFIX
+
+
+def without_handovers(specs):
+    """``specs`` without the handover programs of the other workers in ``specs`` (a ``*`` or ``queue`` selection
+    restarts or starts a worker, not its handover)."""
+    names = {spec["name"] for spec in specs}
+    return [
+        spec
+        for spec in specs
+        if not (spec["name"].endswith(HANDOVER_SUFFIX) and spec["name"][: -len(HANDOVER_SUFFIX)] in names)
+    ]
+
+
+def find_handover(configs, spec, hostname):
+    """The worker spec of the handover program of ``spec`` (see :data:`HANDOVER_SUFFIX`), or None when
+    supervisord runs no such standalone program (or ``spec`` belongs to a group).
+
+    Raises :class:`CeleryWorkerError`, naming the program, when the handover would not be a stand-in for the
+    worker: not a Celery worker, other queues, the same node name, or autostart=true.
+    """
+    if spec["group"] != spec["program"]:
+        return None
+    name = handover_name(spec["name"])
+    try:
+        handover = program_file_spec(configs, name, hostname)
+    except CeleryWorkerError as exc:
+        raise CeleryWorkerError(f"the handover of worker '{spec['name']}' is unusable: {exc.message}") from None
+    if handover is None or not handover["inuse"]:
+        return None
+    problems = []
+    if sorted(handover["queues"]) != sorted(spec["queues"]):
+        problems.append(f"it serves {','.join(handover['queues'])}, not the worker's queues {','.join(spec['queues'])}")
+    if handover["node"] == spec["node"]:
+        problems.append(f"it has the worker's own node name {spec['node']}")
+    if handover["autostart"]:
+        problems.append("it has autostart=true (a handover runs only during a restart)")
+    if problems:
+        raise CeleryWorkerError(
+            f"supervisor program '{name}', the handover of worker '{spec['name']}', is unusable: "
+            f"{'; '.join(problems)}. Fix its program section, or restart with overlap=false. Nothing was changed."
+        )
+    return handover
+
+
+def handover_result(spec, info, check_mode):
+    """Start the ``handover`` entry of a program's result: the handover program, its pid and its timings."""
+    return {
+        "name": spec["name"],
+        "node": spec["node"],
+        "pid": None if check_mode else (info.get("pid") or None),
+        "boot_seconds": None,
+        "active_tasks": None,
+        "handed_back": None,
+        "drain_seconds": None,
+        "shutdown": None,
+    }
+
 
 def _known_programs_text(configs):
     names = sorted(make_namespec(c.get("group"), c["name"]) for c in configs)
@@ -276,6 +342,7 @@ def program_result(spec, info_before, action, check_mode):
         "handed_back": None,
         "drain_seconds": None,
         "shutdown": None,
+        "handover": None,
         "total_seconds": 0.0,
         "changed": action in MUTATING_ACTIONS,
         "check_mode": bool(check_mode),
@@ -594,10 +661,13 @@ class WorkerController:
 
     # -- per program -----------------------------------------------------------------------------------------
 
-    def apply(self, spec, info, action):
-        """Carry out ``action`` for one program; return its result dict (attached to any error raised)."""
+    def apply(self, spec, info, action, handover=None):
+        """Carry out ``action`` for one program; return its result dict (attached to any error raised).
+
+        ``handover`` (a worker spec, see :func:`find_handover`) makes a ``restart`` overlap.
+        """
         result = program_result(spec, info, action, self.check_mode)
-        return self._carry_out(result, lambda begin: self._apply(spec, result, action, begin))
+        return self._carry_out(result, lambda begin: self._apply(spec, result, action, begin, handover))
 
     def _carry_out(self, result, work):
         """Run ``work(begin)`` for one program's ``result``: time it, and attach it to any error raised."""
@@ -612,7 +682,9 @@ class WorkerController:
         result["total_seconds"] = self._elapsed(begin)
         return result
 
-    def _apply(self, spec, result, action, begin):
+    def _apply(self, spec, result, action, begin, handover=None):
+        if handover is not None and action == "restart":
+            result["handover"] = handover_result(handover, self.client.process_info(handover["name"]), self.check_mode)
         if self.check_mode:
             # Read-only probes only: nothing is signalled, started or stopped.
             if action in ("restart", "stop") or (action == "remove" and result["state_before"] in ALIVE_STATES):
@@ -626,6 +698,8 @@ class WorkerController:
             self.drain(spec, result, "stop")
             info = self.client.process_info(spec["name"])
             self._record_after(result, info)
+        elif action == "restart" and result["handover"] is not None:
+            self._overlap_restart(spec, result, handover)
         elif action == "restart":
             self.drain(spec, result, "restart")
             self.wait_up(spec, result, result["pid_before"], may_start=True)
@@ -640,6 +714,59 @@ class WorkerController:
         else:  # wait_down_then_start: someone else is stopping it
             self._wait_down(spec, result, begin)
             self.wait_up(spec, result, result["pid_before"], may_start=True)
+
+    def _overlap_restart(self, spec, result, handover):
+        """A restart in which the queue never lacks a consumer: start the handover (the new code) and wait until
+        it answers; quiesce and warm-restart the worker, whose old process finishes its tasks while the handover
+        consumes; once the worker answers again, quiesce and warm-stop the handover."""
+        summary = result["handover"]
+        record = program_result(handover, self.client.process_info(handover["name"]), "stop", False)
+        if record["state_before"] == STOPPING:
+            self._wait_down(handover, record, self.clock())
+        elif record["state_before"] in ALIVE_STATES:
+            # Left running by an interrupted restart: it may run the code of an earlier deploy.
+            self.warnings.append(
+                f"the handover '{handover['name']}' was already {record['state_before']}; it was drained and "
+                "stopped before it was started again with the code on disk"
+            )
+            self.drain(handover, record, "stop")
+        started = self.clock()
+        self._start(handover)
+        try:
+            self.wait_up(handover, record, record["pid_before"] or 0, may_start=False)
+        except CeleryWorkerError as exc:
+            with_stop = self._stop_quietly(handover)
+            raise CeleryWorkerError(
+                f"{exc.message} It is the handover of worker '{spec['name']}', which was not touched: it still "
+                f"runs the code it had (pid {result['pid_before']}). {with_stop}",
+                [result],
+            ) from None
+        summary["pid"] = record["pid_after"]
+        summary["boot_seconds"] = self._elapsed(started)
+        try:
+            self.drain(spec, result, "restart")
+            self.wait_up(spec, result, result["pid_before"], may_start=True)
+        except CeleryWorkerError as exc:
+            exc.message = (
+                f"{exc.message} Its handover '{handover['name']}' (node {handover['node']}) still runs and serves "
+                f"{', '.join(handover['queues'])}: stop it with state=stopped once '{spec['name']}' is back."
+            )
+            exc.args = (exc.message,)
+            raise
+        record = program_result(handover, self.client.process_info(handover["name"]), "stop", False)
+        self.drain(handover, record, "stop")
+        for key in ("active_tasks", "handed_back", "drain_seconds", "shutdown"):
+            summary[key] = record[key]
+
+    def _stop_quietly(self, spec):
+        """Ask supervisord to stop a program that failed to come up; say what happened, in one sentence."""
+        try:
+            self.client.stop(spec["name"])
+        except SupervisorError as exc:
+            if exc.fault_code != FAULT_NOT_RUNNING:
+                return f"Stopping '{spec['name']}' failed too: {exc.message}"
+            return f"'{spec['name']}' is not running."
+        return f"'{spec['name']}' was stopped."
 
     def _count_active(self, spec, result):
         """Best effort, read-only: how many tasks the worker runs (``inspect_active``), when its node is known."""
@@ -722,12 +849,14 @@ class WorkerController:
 
             def add(_begin):
                 self.client.add_group(name)
-                # autostart spawns it on supervisord's next tick; wait_up starts it if it stays STOPPED/EXITED
-                self.wait_up(new_spec, result, 0, may_start=True)
+                self._await_added(new_spec, result, 0)
 
             return self._carry_out(result, add)
         info = self.client.process_info(name)
         if name not in changed:
+            if not new_spec["autostart"]:
+                # Declared to be started on demand (a handover): left as it is.
+                return self.apply(new_spec, info, "none")
             return self.apply(new_spec, info, decide_action("started", info.get("statename")))
         missing = None
         if old_spec is None:
@@ -738,9 +867,18 @@ class WorkerController:
 
         def add_again(result):
             self.client.add_group(name)
-            self.wait_up(new_spec, result, result["pid_before"], may_start=True)
+            self._await_added(new_spec, result, result["pid_before"])
 
         return self._stop_and_remove(name, info, old_spec or new_spec, missing, new_spec, "reload", then=add_again)
+
+    def _await_added(self, spec, result, old_pid):
+        """After ``addProcessGroup``: wait until the program runs and answers (autostart spawns it on supervisord's
+        next tick; ``wait_up`` starts it if it stays STOPPED/EXITED), or, for a program with autostart=false (a
+        handover), only record that it is there and stopped."""
+        if spec["autostart"]:
+            self.wait_up(spec, result, old_pid, may_start=True)
+        else:
+            self._record_after(result, self.client.process_info(spec["name"]))
 
     def absent(self, name):
         """state=absent: drain and stop the program, then remove it from supervisord (its file is gone)."""
@@ -804,21 +942,27 @@ class WorkerController:
 
     def _run_selected(self):
         """started, stopped, restarted: the selected programs one after the other; their results."""
-        specs = select_programs(
-            self.client.all_config_info(),
-            self.hostname,
-            name=self.params.get("name"),
-            queue=self.params.get("queue"),
-        )
+        configs = self.client.all_config_info()
+        specs = select_programs(configs, self.hostname, name=self.params.get("name"), queue=self.params.get("queue"))
+        if self.params["state"] != "stopped" and (self.params.get("queue") is not None or self.params["name"] == "*"):
+            specs = without_handovers(specs)
         self.warnings.extend(preflight_warnings(specs, self.params))
         plan = []
         for spec in specs:
             info = self.client.process_info(spec["name"])
-            plan.append((spec, info, decide_action(self.params["state"], info.get("statename"))))
+            action = decide_action(self.params["state"], info.get("statename"))
+            handover = None
+            if action == "restart" and self.params.get("overlap"):
+                handover = find_handover(configs, spec, self.hostname)
+                if handover is not None:
+                    # Refuses a stopsignal other than TERM. Its stopwaitsecs warning is left out: the handover's
+                    # tasks are the worker's, whose time limits the workers role holds below stopwaitsecs.
+                    stop_preflight(handover, self.params)
+            plan.append((spec, info, action, handover))
         programs = []
-        for spec, info, action in plan:
+        for spec, info, action, handover in plan:
             try:
-                programs.append(self.apply(spec, info, action))
+                programs.append(self.apply(spec, info, action, handover))
             except CeleryWorkerError as exc:
                 exc.programs = programs + exc.programs
                 raise

@@ -39,6 +39,15 @@ description:
     (C(--app=celeryops_worker_control:app), with the worker's C(--app) in the environment variable
     C(CELERYOPS_APP)). A worker without it hands back nothing (RV(programs[].handed_back) is C(null)) and the
     quiesce waits as before, up to I(quiesce_timeout).
+  - An B(overlapping restart) (I(overlap), the default) is used for a standalone program C(NAME) when supervisord
+    also runs the program C(NAME-handover), its B(handover), the same worker command and queues under another node
+    name, declared with C(autostart=false) (the C(celeryops.stack.workers) role writes it, node
+    C(<queue>-handover.<host>)). The module starts the handover (it loads the code on disk) and waits until it
+    answers a ping; only then does it quiesce and warm-restart the worker as above, so the queue keeps a consumer
+    while the old process finishes its running tasks; once the worker's new process answers, the handover is
+    quiesced and warm-stopped the same way, and the task ends when it is gone. At most two workers of a queue run
+    at a time. If the handover does not come up (the new code fails to start), the worker is not touched, the
+    handover is stopped and the task fails.
   - A B(warm stop) uses supervisor C(stopProcess), which sends the configured C(stopsignal) (C(TERM)) to the main
     process and marks the program stopped so that C(autorestart) leaves it down. supervisord itself sends
     C(SIGKILL) to the process group after the program's C(stopwaitsecs), whatever I(on_timeout) says, so keep
@@ -86,7 +95,8 @@ options:
       - The supervisor program to manage, as supervisor names it in RPC; a standalone program's name
         (C(celery-customers)), C(group:name), or C(group:*) for every program of a group.
       - C(*) selects every program that is a Celery worker and that supervisord runs; the others (Flower, ...) are
-        skipped, and no worker at all is no error (C(changed=false), RV(programs) empty). For example, stop them
+        skipped, and so are the handovers (see I(overlap)) of the selected workers unless I(state=stopped); no worker
+        at all is no error (C(changed=false), RV(programs) empty). For example, stop them
         all with C(state=stopped) before supervisord restarts, then wait for them with C(state=started).
       - With I(state=present) or I(state=absent), the name of one standalone program (its C([program:NAME])
         section, C(numprocs=1), in no C([group:...])), not C(group:name), C(group:*) or C(*).
@@ -96,7 +106,8 @@ options:
   queue:
     description:
       - Manage every supervisor program whose worker command serves this Celery queue (C(-Q)/C(--queues); a worker
-        without it serves C(celery)). Programs that are not Celery workers are ignored.
+        without it serves C(celery)). Programs that are not Celery workers are ignored, and so are the handovers of
+        the selected workers unless I(state=stopped).
       - Exactly one of I(name) and I(queue) is required. Not with I(state=present) or I(state=absent).
     type: str
   state:
@@ -107,7 +118,9 @@ options:
       - C(present) makes supervisord run the program as its file now declares it (see the description). A new
         program is added and started (action C(add)); a changed one is quiesced and stopped with its old settings,
         removed, added again and awaited (action C(reload)); otherwise it acts like C(started). A program stopped
-        on purpose is started again. In check mode it does not call C(reloadConfig), which would change what
+        on purpose is started again. A program declared with C(autostart=false) (a handover) is added, or
+        re-added when changed (drained and stopped first if it runs), but not started; unchanged, it is left as it
+        is. In check mode it does not call C(reloadConfig), which would change what
         supervisord has loaded. A program supervisord does not run is predicted as C(add), any other as C(started)
         would do. A changed file is reported by the task that writes it, not by this module in check mode.
       - C(absent) quiesces and stops the program, then removes it from supervisord (action C(remove));
@@ -175,6 +188,15 @@ options:
         received and unstarted when the time is up go back to the broker at the shutdown, as without it.
     type: float
     default: 10
+  overlap:
+    description:
+      - With I(state=restarted), restart a worker whose handover program C(NAME-handover) supervisord runs with an
+        overlap (see the description); C(false) restarts it alone, the queue then has no consumer from the quiesce
+        until the new process is ready.
+      - A worker without a handover (or one in a C([group:...])) is restarted alone either way. A handover that
+        serves other queues, has the worker's node name or C(autostart=true) fails the task before any change.
+    type: bool
+    default: true
   inspect_active:
     description:
       - Run C(celery inspect active) when the drain begins to report how many tasks were running
@@ -234,6 +256,13 @@ EXAMPLES = r"""
     name: "celery-batch:*"
     state: restarted
     start_timeout: 180
+  become: true
+
+- name: Restart the reports worker alone, even though it has a handover program
+  celeryops.stack.celery_worker:
+    name: celery-reports
+    state: restarted
+    overlap: false
   become: true
 
 - name: Stop the reports worker and keep it stopped
@@ -355,6 +384,15 @@ programs:
       handed_back: []
       drain_seconds: 17.2
       shutdown: warm
+      handover:
+        name: celery-customers-handover
+        node: celery@customers-handover.app1
+        pid: 4290
+        boot_seconds: 3.1
+        active_tasks: 2
+        handed_back: []
+        drain_seconds: 0.8
+        shutdown: warm
       total_seconds: 24.9
       changed: true
       check_mode: false
@@ -452,6 +490,17 @@ programs:
       returned: always
       type: str
       sample: warm
+    handover:
+      description:
+        - The overlapping restart's handover (see I(overlap)); C(null) when the program was restarted alone.
+        - C(name) and C(node) of the handover program, C(pid) of its process during the restart, C(boot_seconds)
+          from its start until it answered a ping, then, for its own quiesce and warm stop once the worker was
+          back, C(active_tasks), C(handed_back), C(drain_seconds) and C(shutdown) as for the worker. In check mode
+          only C(name) and C(node) are set.
+      returned: always
+      type: dict
+      sample: {name: celery-customers-handover, node: celery@customers-handover.app1, pid: 4290, boot_seconds: 3.1,
+               active_tasks: 2, handed_back: [], drain_seconds: 0.8, shutdown: warm}
     total_seconds:
       description: Seconds spent on this program (drain, restart and ping).
       returned: always
@@ -505,6 +554,7 @@ def argument_spec():
         ping_timeout=dict(type="float", default=5.0),
         ping_command=dict(type="list", elements="str"),
         quiesce_timeout=dict(type="float", default=10.0),
+        overlap=dict(type="bool", default=True),
         inspect_active=dict(type="bool", default=True),
         socket=dict(type="path", default=DEFAULT_SOCKET),
     )

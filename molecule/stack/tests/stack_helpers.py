@@ -118,9 +118,20 @@ def worker_lists(inventory):
     return lists
 
 
-def ledger_entries(host, node):
-    """The completion ledger of ``node`` on ``host`` (one JSON object per finished task; [] when none yet)."""
-    out = host.run("cat %s/%s.jsonl 2>/dev/null || true", LEDGER_DIR, node).stdout
+def handover_node(node):
+    """The node name of the handover of the worker ``node`` (`celery@<queue>.<host>` gives
+    `celery@<queue>-handover.<host>`), which runs the worker's tasks while it restarts (workers_restart_overlap)."""
+    name, _, rest = node.partition("@")
+    queue, _, host = rest.partition(".")
+    return f"{name}@{queue}-handover.{host}"
+
+
+def ledger_entries(host, node, handover=True):
+    """The completion ledger of ``node`` on ``host`` (one JSON object per finished task; [] when none yet), with
+    its handover's unless ``handover`` is false: the worker's queue is served by one or the other."""
+    nodes = [node, handover_node(node)] if handover else [node]
+    paths = [f"{LEDGER_DIR}/{name}.jsonl" for name in nodes]
+    out = host.run("cat" + " %s" * len(paths) + " 2>/dev/null || true", *paths).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 

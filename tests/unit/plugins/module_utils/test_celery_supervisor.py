@@ -1223,15 +1223,18 @@ def test_present_adds_a_new_program_and_waits_until_it_answers(clock):
     assert ctl.warnings == []
 
 
-def test_present_starts_an_added_program_that_is_not_autostarted(clock):
+def test_present_adds_a_program_that_is_not_autostarted_and_leaves_it_stopped(clock):
+    """Like `supervisorctl update`: a program declared with autostart=false (a handover) is added, not started."""
     fake = FakeSupervisor(clock, [], [])
     fake.files = [make_config("celery-customers", NEW_CMD, inuse=False, autostart=False)]
     fake.diff = (["celery-customers"], [], [])
-    fake.hooks["start"] = autostart(new_pid=5005)
-    changed, result, _ctl = apply_file(fake, FakeProbe(clock), clock)
+    probe = FakeProbe(clock)
+    changed, result, _ctl = apply_file(fake, probe, clock)
     assert changed is True
-    assert fake.mutations() == [("add_group", "celery-customers"), ("start", "celery-customers")]
-    assert result["programs"][0]["pid_after"] == 5005
+    assert fake.mutations() == [("add_group", "celery-customers")]
+    [item] = result["programs"]
+    assert (item["action"], item["state_after"], item["pid_after"]) == ("add", "STOPPED", None)
+    assert probe.pings == []
 
 
 def test_present_already_added_by_someone_else_still_waits(clock):
@@ -1554,3 +1557,203 @@ def test_absent_refuses_a_group_of_several_programs(clock):
     with pytest.raises(rpc.CeleryWorkerError, match="group 'celery-batch' holds"):
         apply_file(fake, FakeProbe(clock), clock, state="absent", name="celery-batch")
     assert ("reload_config",) not in fake.calls
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Overlapping restarts: the handover program NAME-handover
+# ---------------------------------------------------------------------------------------------------------------
+
+HANDOVER = "celery-default-handover"
+HANDOVER_CMD = DEFAULT_CMD.replace("--hostname=default.%h", "--hostname=default-handover.%h")
+
+
+def overlap_supervisor(clock, handover_state="STOPPED", **handover_config):
+    handover_config.setdefault("autostart", False)
+    command = handover_config.pop("command", HANDOVER_CMD)
+    configs = [
+        make_config("celery-default", DEFAULT_CMD),
+        make_config(HANDOVER, command, **handover_config),
+        make_config("flower", "/opt/flower/bin/flower"),
+    ]
+    infos = [
+        make_info("celery-default", "RUNNING", 1001),
+        make_info(HANDOVER, handover_state, 3003 if handover_state == "RUNNING" else 0),
+        make_info("flower", "RUNNING", 77),
+    ]
+    return FakeSupervisor(clock, configs, infos)
+
+
+def overlap_hooks(fake, drain=20.0, boot=3.0, handover_drain=2.0, handover_fails=False):
+    """The worker drains ``drain`` s after its TERM, then autorestart spawns 2002; the handover boots in ``boot``
+    s (or goes FATAL), and stops ``handover_drain`` s after its stopProcess."""
+
+    def start(fake, name):
+        if handover_fails:
+            fake.schedule(0, name, statename="BACKOFF", pid=0)
+            fake.schedule(boot, name, statename="FATAL", pid=0, spawnerr="Exited too quickly")
+        else:
+            fake.schedule(0, name, statename="STARTING", pid=5005)
+            fake.schedule(boot, name, statename="RUNNING")
+
+    fake.hooks["start"] = start
+    fake.hooks["signal"] = warm_exit_and_respawn(drain=drain, startsecs=5)
+    fake.hooks["stop"] = stop_after(handover_drain)
+
+
+def test_without_handovers_keeps_a_handover_whose_worker_is_not_selected():
+    specs = [{"name": "celery-a"}, {"name": "celery-a-handover"}, {"name": "celery-b-handover"}]
+    assert [spec["name"] for spec in cs.without_handovers(specs)] == ["celery-a", "celery-b-handover"]
+
+
+def test_find_handover(clock):
+    fake = overlap_supervisor(clock)
+    spec = cli.build_worker_spec(fake.configs[0], "app1")
+    handover = cs.find_handover(fake.configs, spec, "app1")
+    assert (handover["name"], handover["node"]) == (HANDOVER, "celery@default-handover.app1")
+    assert cs.find_handover(fake.configs[:1], spec, "app1") is None
+    idle = overlap_supervisor(clock, inuse=False)
+    assert cs.find_handover(idle.configs, spec, "app1") is None
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"command": HANDOVER_CMD.replace("celery,mail", "celery")}, "serves celery, not the worker's queues"),
+        ({"command": DEFAULT_CMD}, "has the worker's own node name celery@default.app1"),
+        ({"autostart": True}, "autostart=true"),
+        ({"command": "/usr/bin/sleep 60"}, "is not a Celery worker"),
+    ],
+)
+def test_find_handover_refuses_a_handover_that_is_no_stand_in(clock, config, message):
+    fake = overlap_supervisor(clock, **config)
+    spec = cli.build_worker_spec(fake.configs[0], "app1")
+    with pytest.raises(rpc.CeleryWorkerError, match=message):
+        cs.find_handover(fake.configs, spec, "app1")
+
+
+def test_overlap_restart_starts_the_handover_before_the_worker_stops_consuming(clock):
+    fake = overlap_supervisor(clock)
+    overlap_hooks(fake)
+    probe = FakeProbe(clock, active=8)
+    probe.handed = [["t1", "t2"]]
+    changed, result = controller(fake, probe, clock, name="celery-default", overlap=True).run()
+    assert changed is True
+    assert fake.mutations() == [("start", HANDOVER), ("signal", "celery-default", "TERM"), ("stop", HANDOVER)]
+    handover_up = [when for when, node in probe.pings if node == "celery@default-handover.app1"][0]
+    cancels = {node: when for when, node, _queue in reversed(probe.cancelled)}
+    # The handover answered before the worker's consumers were cancelled; the worker answered before the
+    # handover's were.
+    assert handover_up <= cancels["celery@default.app1"]
+    worker_up = [when for when, node in probe.pings if node == "celery@default.app1"][-1]
+    assert worker_up <= cancels["celery@default-handover.app1"]
+    [item] = result["programs"]
+    assert (item["action"], item["pid_before"], item["pid_after"], item["shutdown"]) == ("restart", 1001, 2002, "warm")
+    assert item["handed_back"] == ["t1", "t2"]
+    handover = item["handover"]
+    assert (handover["name"], handover["node"], handover["pid"]) == (HANDOVER, "celery@default-handover.app1", 5005)
+    assert handover["boot_seconds"] == 3.0
+    assert (handover["shutdown"], handover["drain_seconds"], handover["active_tasks"]) == ("warm", 2.0, 8)
+    assert fake.infos[HANDOVER]["statename"] == "STOPPED"
+
+
+def test_overlap_false_restarts_the_worker_alone(clock):
+    fake = overlap_supervisor(clock)
+    overlap_hooks(fake)
+    _changed, result = controller(fake, FakeProbe(clock), clock, name="celery-default", overlap=False).run()
+    assert fake.mutations() == [("signal", "celery-default", "TERM")]
+    assert result["programs"][0]["handover"] is None
+
+
+def test_overlap_restart_leaves_the_worker_alone_when_the_handover_does_not_come_up(clock):
+    fake = overlap_supervisor(clock)
+    overlap_hooks(fake, handover_fails=True)
+    probe = FakeProbe(clock)
+    with pytest.raises(rpc.CeleryWorkerError) as caught:
+        controller(fake, probe, clock, name="celery-default", overlap=True).run()
+    assert fake.mutations() == [("start", HANDOVER), ("stop", HANDOVER)]
+    assert probe.cancelled == []
+    assert "handover of worker 'celery-default', which was not touched" in caught.value.message
+    assert "Exited too quickly" in caught.value.message
+    [item] = caught.value.programs
+    assert (item["name"], item["pid_before"], item["shutdown"]) == ("celery-default", 1001, None)
+
+
+def test_overlap_restart_that_times_out_says_the_handover_still_serves(clock):
+    fake = overlap_supervisor(clock)
+    overlap_hooks(fake, drain=900)
+    with pytest.raises(rpc.CeleryWorkerError) as caught:
+        controller(fake, FakeProbe(clock), clock, name="celery-default", overlap=True, timeout=60).run()
+    assert fake.mutations() == [("start", HANDOVER), ("signal", "celery-default", "TERM")]
+    assert "still draining after timeout=60" in caught.value.message
+    assert f"Its handover '{HANDOVER}' (node celery@default-handover.app1) still runs" in caught.value.message
+    assert fake.infos[HANDOVER]["statename"] == "RUNNING"
+
+
+def test_overlap_restart_drains_a_handover_left_running_first(clock):
+    fake = overlap_supervisor(clock, handover_state="RUNNING")
+    overlap_hooks(fake)
+    ctl = controller(fake, FakeProbe(clock), clock, name="celery-default", overlap=True)
+    _changed, result = ctl.run()
+    assert fake.mutations() == [
+        ("stop", HANDOVER),
+        ("start", HANDOVER),
+        ("signal", "celery-default", "TERM"),
+        ("stop", HANDOVER),
+    ]
+    assert result["programs"][0]["handover"]["pid"] == 5005
+    assert "was already RUNNING" in ctl.warnings[0]
+
+
+def test_overlap_restart_refuses_an_unusable_handover_before_any_change(clock):
+    fake = overlap_supervisor(clock, autostart=True)
+    with pytest.raises(rpc.CeleryWorkerError, match="Nothing was changed"):
+        controller(fake, FakeProbe(clock), clock, name="celery-default", overlap=True).run()
+    assert fake.mutations() == []
+
+
+def test_overlap_restart_in_check_mode_names_the_handover_and_changes_nothing(clock):
+    fake = overlap_supervisor(clock)
+    _changed, result = controller(
+        fake, FakeProbe(clock), clock, check_mode=True, name="celery-default", overlap=True
+    ).run()
+    assert fake.mutations() == []
+    handover = result["programs"][0]["handover"]
+    assert (handover["name"], handover["pid"], handover["boot_seconds"]) == (HANDOVER, None, None)
+
+
+@pytest.mark.parametrize(
+    ("selection", "state", "expected"),
+    [
+        ({"name": "*"}, "restarted", ["celery-default"]),
+        ({"name": None, "queue": "mail"}, "restarted", ["celery-default"]),
+        ({"name": "*"}, "started", ["celery-default"]),
+        ({"name": "*"}, "stopped", ["celery-default", HANDOVER]),
+        ({"name": HANDOVER}, "started", [HANDOVER]),
+    ],
+)
+def test_selections_leave_the_handover_to_its_worker(clock, selection, state, expected):
+    fake = overlap_supervisor(clock)
+    overlap_hooks(fake)
+    _changed, result = controller(fake, FakeProbe(clock), clock, state=state, overlap=False, **selection).run()
+    assert [item["name"] for item in result["programs"]] == expected
+
+
+def test_present_of_a_changed_handover_that_runs_drains_it_and_leaves_it_stopped(clock):
+    fake = overlap_supervisor(clock, handover_state="RUNNING")
+    fake.files = [dict(config) for config in fake.configs]
+    fake.files[1]["command"] = HANDOVER_CMD.replace("--concurrency=8", "--concurrency=4")
+    fake.diff = ([], [HANDOVER], [])
+    fake.hooks["stop"] = stop_after(2)
+    changed, result, _ctl = apply_file(fake, FakeProbe(clock), clock, name=HANDOVER)
+    assert changed is True
+    assert fake.mutations() == [("stop", HANDOVER), ("remove_group", HANDOVER), ("add_group", HANDOVER)]
+    [item] = result["programs"]
+    assert (item["action"], item["state_after"], item["pid_after"]) == ("reload", "STOPPED", None)
+
+
+def test_present_of_an_unchanged_stopped_handover_does_nothing(clock):
+    fake = overlap_supervisor(clock)
+    changed, result, _ctl = apply_file(fake, FakeProbe(clock), clock, name=HANDOVER)
+    assert changed is False
+    assert fake.mutations() == []
+    assert result["programs"][0]["action"] == "none"
