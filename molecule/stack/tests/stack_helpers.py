@@ -121,8 +121,8 @@ def worker_lists(inventory):
 def handover_node(node):
     """The node name of the handover of the worker ``node`` (`celery@<queue>.<host>` gives
     `celery@<queue>-handover.<host>`), which runs the worker's tasks while it restarts (workers_restart_overlap)."""
-    name, _, rest = node.partition("@")
-    queue, _, host = rest.partition(".")
+    name, rest = node.split("@", 1)
+    queue, host = rest.split(".", 1)
     return f"{name}@{queue}-handover.{host}"
 
 
