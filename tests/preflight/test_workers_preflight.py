@@ -58,6 +58,18 @@ CASES = {
         ["workers_celery_workers", "stopwaitsecs", "above the hard time limit"],
     ),
     "worker listed twice": ([GOOD, {**GOOD, "concurrency": 2}], ["workers_celery_workers", "more than once"]),
+    "a worker named like a handover": (
+        [GOOD, {**GOOD, "name": "default-handover", "queues": ["other"]}],
+        ["workers_celery_workers[1] (default-handover)", "must not end with '-handover'"],
+    ),
+    "overlap with beat in the worker": (
+        [{**GOOD, "overlap": True, "extra_args": ["--beat"]}],
+        ["workers_celery_workers[0] (default)", "overlap: true", "second scheduler"],
+    ),
+    "overlap with beat among short options": (
+        [{**GOOD, "overlap": True, "extra_args": ["-EB"]}],
+        ["workers_celery_workers[0] (default)", "overlap: true"],
+    ),
     "AMQP heartbeat on an eventlet worker with Celery 5.7": (
         [{**GOOD, "pool": "eventlet", "concurrency": 256, "broker_heartbeat": 60}],
         ["workers_celery_workers[0]", "broker_heartbeat", "workers_celery_version", "ten tasks a second"],
