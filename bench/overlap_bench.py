@@ -69,10 +69,17 @@ def load(container, *argv):
 
 
 def cgroup_cpu(container):
-    """CPU-seconds the container has used (its cgroup v2 cpu.stat, read on this machine); None when not found."""
+    """CPU-seconds the container has used (its cgroup, read on this machine: cpuacct.usage in nanoseconds on v1,
+    usage_usec of cpu.stat on v2); None when neither is found."""
     cid = subprocess.run(
         ["docker", "inspect", "--format", "{{.Id}}", container], capture_output=True, text=True, check=True
     ).stdout.strip()
+    for path in (
+        f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage",
+        f"/sys/fs/cgroup/cpu,cpuacct/docker/{cid}/cpuacct.usage",
+    ):
+        if os.path.exists(path):
+            return int(pathlib.Path(path).read_text(encoding="utf-8").strip()) / 1e9
     for path in (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat", f"/sys/fs/cgroup/docker/{cid}/cpu.stat"):
         if os.path.exists(path):
             usage = re.search(r"^usage_usec (\d+)", pathlib.Path(path).read_text(encoding="utf-8"), re.MULTILINE)
@@ -80,8 +87,13 @@ def cgroup_cpu(container):
     return None
 
 
-class RssSampler(threading.Thread):
-    """The worker user's resident memory (KiB, every process summed), sampled every 0.5 s."""
+# The proportional set size (KiB) of every process of the worker user, summed: a page shared by a prefork
+# worker's processes counts once in all (an RSS sum would count it once per process).
+PSS_SCRIPT = "for p in $(pgrep -u celery); do awk '/^Pss:/ {print $2}' /proc/$p/smaps_rollup 2>/dev/null; done"
+
+
+class MemorySampler(threading.Thread):
+    """The worker user's memory (PSS, KiB, every process summed), sampled every 0.5 s."""
 
     def __init__(self, container):
         super().__init__(daemon=True)
@@ -91,7 +103,7 @@ class RssSampler(threading.Thread):
 
     def run(self):
         while not self.stop.is_set():
-            out = docker(self.container, "ps", "-u", "celery", "-o", "rss=", check=False)
+            out = docker(self.container, "sh", "-c", PSS_SCRIPT, check=False)
             self.samples.append((time.time(), sum(int(line) for line in out.split() if line.isdigit())))
             self.stop.wait(0.5)
 
@@ -128,7 +140,7 @@ def one_round(inventory, container, overlap, index):
         if time.monotonic() > deadline:
             raise RuntimeError(f"the long tasks never all ran: {docker(container, 'cat', out + '.log', check=False)}")
         time.sleep(0.3)
-    sampler = RssSampler(container)
+    sampler = MemorySampler(container)
     sampler.start()
     time.sleep(2)
     cpu_before = cgroup_cpu(container)
@@ -179,20 +191,30 @@ def one_round(inventory, container, overlap, index):
         "restart_seconds": item["total_seconds"],
         "request_seconds": returned - requested,
         "handover": handover,
-        "extra_rss_mib": (max(during) - statistics.median(before)) / 1024 if before and during else None,
+        "extra_pss_mib": (max(during) - statistics.median(before)) / 1024 if before and during else None,
         "cpu_seconds": None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
     }
 
 
-def verdict(row):
+def alone_boot(rows):
+    """The median boot of the new process in the rounds without overlap (spawn until its first task)."""
+    boots = [row["boot"] for row in rows if not row["overlap"] and row["boot"] is not None]
+    return statistics.median(boots) if boots else None
+
+
+def verdict(row, rows):
+    """A round's pass: 0 lost, 0 duplicated; with overlap also every long task on the old code and the first task
+    on new code within 1 s of the shorter of two boots: the handover's (the module's boot_seconds) and the new
+    process's in the rounds without overlap."""
     if row["lost"] or row["duplicated"]:
         return False
     if not row["overlap"]:
         return True
+    boot = min(value for value in (row["boot"], alone_boot(rows)) if value is not None)
     return (
         row["long_on_old_code"] == LONG
         and row["first_new_from_start"] is not None
-        and row["first_new_from_start"] <= row["boot"] + GOAL_SLACK
+        and row["first_new_from_start"] <= boot + GOAL_SLACK
     )
 
 
@@ -216,14 +238,16 @@ def render(results):
         "  the handover (start until past startsecs and answering a ping); alone, the new process's spawn until its",
         "  first task.",
         "- Longest wait: publish to start of the short tasks sent while the restart ran. Long on old: long tasks that",
-        "  ran to their end on the old process. Memory: peak RSS of the worker user's processes during the restart",
-        "  minus the median before it. CPU: the app2 container's CPU-seconds during the restart.",
-        f"- Goal (overlap): first new code from the restart's start <= boot + {GOAL_SLACK:.0f} s, every long task on "
-        "the old code, 0 lost, 0 duplicated; alone: 0 lost, 0 duplicated.",
+        "  ran to their end on the old process. Extra memory: the peak of the worker user's processes' summed PSS",
+        "  during the restart minus its median before it. CPU: the app2 container's CPU-seconds during the restart",
+        "  (the load's sender included).",
+        f"- Goal (overlap): first new code from the restart's start <= boot + {GOAL_SLACK:.0f} s, with the shorter "
+        "boot of the handover's and the median of the rounds alone; every long task on the old code; 0 lost, 0 "
+        "duplicated. Alone: 0 lost, 0 duplicated.",
         "",
     ]
     for release, result in sorted(results.items()):
-        passed = all(verdict(row) for row in result["rows"])
+        passed = all(verdict(row, result["rows"]) for row in result["rows"])
         lines += [
             f"## Debian {result['debian']} ({release})",
             "",
@@ -231,7 +255,7 @@ def render(results):
             f"Verdict: **{'pass' if passed else 'FAIL'}**",
             "",
             "| # | restart | lost | dup | long on old | on handover | first new code from request s | from start s "
-            "| boot s | longest wait s | restart s | extra RSS MiB | CPU s |",
+            "| boot s | longest wait s | restart s | extra memory MiB | CPU s |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for index, row in enumerate(result["rows"], 1):
@@ -239,7 +263,7 @@ def render(results):
                 f"| {index} | {'overlap' if row['overlap'] else 'alone'} | {row['lost']}/{row['sent']} | "
                 f"{row['duplicated']} | {row['long_on_old_code']}/{LONG} | {row['on_handover']} | "
                 f"{fmt(row['first_new_from_request'])} | {fmt(row['first_new_from_start'])} | {fmt(row['boot'])} | "
-                f"{fmt(row['longest_wait'])} | {fmt(row['restart_seconds'])} | {fmt(row['extra_rss_mib'], 0)} | "
+                f"{fmt(row['longest_wait'])} | {fmt(row['restart_seconds'])} | {fmt(row['extra_pss_mib'], 0)} | "
                 f"{fmt(row['cpu_seconds'])} |"
             )
         lines.append("")
@@ -284,7 +308,7 @@ def main(argv=None):
     for path in sorted((REPO / "docs").glob("bench-overlap-*.json")):
         results[path.stem.removeprefix("bench-overlap-")] = json.loads(path.read_text())
     (REPO / "docs" / "bench-overlap.md").write_text(render(results))
-    passed = all(verdict(row) for row in rows)
+    passed = all(verdict(row, rows) for row in rows)
     print(f"overlap bench ({args.release}): {'pass' if passed else 'FAIL'}", file=sys.stderr)
     return 0 if passed else 1
 
