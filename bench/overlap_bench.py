@@ -285,7 +285,11 @@ def main(argv=None):
     container = f"{args.prefix}-{HOST}"
     docker(container, "mkdir", "-p", REMOTE_DIR)
     for name in ("pool_bench.py", "restart_load.py", "overlap_load.py"):
-        subprocess.run(["docker", "cp", str(HERE / name), f"{container}:{REMOTE_DIR}/{name}"], check=True)
+        # Through stdin: `docker cp` cannot write below a tmpfs mount, and Debian 13's /tmp is one.
+        subprocess.run(
+            ["docker", "exec", "-i", container, "sh", "-c", f"cat > {REMOTE_DIR}/{name}"],
+            input=(HERE / name).read_bytes(), check=True,
+        )  # fmt: skip
     rows = []
     try:
         for index in range(2 * args.rounds):
