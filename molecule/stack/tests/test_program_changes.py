@@ -95,9 +95,12 @@ class Stack:
         path.write_text(json.dumps(variables))
         return run_playbook(self.inventory, SITE, *args, extra_vars=path, timeout=900)
 
-    def under_load(self, *args, limit="app2", **kwargs):
-        """Send the stream, converge `limit` with it in flight, wait for every task; returns app2's log of it."""
-        offset = log_size(self.hosts["app2"])
+    def under_load(self, *args, limit="app2", quiesced=("app2",), **kwargs):
+        """Send the stream, converge `limit` with it in flight, wait for every task; returns app2's log of it.
+
+        Each host of ``quiesced`` must have quiesced its worker, and one of them while tasks ran: when the converge
+        goes host by host, the stream may be over before it reaches the last one."""
+        offsets = {name: log_size(self.hosts[name]) for name in quiesced}
         for host in self.hosts.values():
             host.run("rm -f /var/lib/celery/ledger/celery@%s.*.jsonl", QUEUE)
         sent = send_tasks(self.hosts["app1"], plan())
@@ -115,11 +118,14 @@ class Stack:
         assert not missing, f"{len(missing)} of {len(sent)} tasks never completed"
         assert not duplicated, f"{len(duplicated)} tasks completed more than once: {duplicated}"
         assert not unknown, f"{len(unknown)} ledger entries are not tasks of this round"
-        log = log_since(self.hosts["app2"], offset)
-        assert "WorkerLostError" not in log, log[-3000:]
+        logs = {name: log_since(self.hosts[name], offset) for name, offset in offsets.items()}
+        for name, log in logs.items():
+            assert "WorkerLostError" not in log, f"{name}:\n{log[-3000:]}"
+            assert f"Canceling queue {QUEUE}" in log, f"{name}: no quiesce:\n{log[-3000:]}"
         # The quiesce, then tasks that were running when it began finishing during the warm shutdown.
-        assert re.search(rf"Canceling queue {QUEUE}[\s\S]*succeeded", log), f"no quiesce under load:\n{log[-3000:]}"
-        return log
+        under_load = [name for name, log in logs.items() if re.search(rf"Canceling queue {QUEUE}[\s\S]*succeeded", log)]
+        assert under_load, "no quiesce under load:\n" + "\n".join(f"{n}:\n{log[-2000:]}" for n, log in logs.items())
+        return logs.get("app2")
 
     def wait_done(self, sent, timeout=240):
         """Task id -> completions, once every task sent completed (and a little longer, for late duplicates)."""
@@ -177,7 +183,7 @@ def test_a_settings_change_drains_the_worker_first(stack, concurrency, observe):
 )
 def test_a_supervisord_restart_drains_the_workers_first(stack, loglevel, observe):
     before = {name: running_pid(host, PROGRAM) for name, host in stack.hosts.items()}
-    stack.under_load(limit="workers", extra={"supervisor_loglevel": loglevel})
+    stack.under_load(limit="workers", quiesced=("app1", "app2"), extra={"supervisor_loglevel": loglevel})
     windows = {}
     for name, host in stack.hosts.items():
         assert f"loglevel={loglevel}" in host.file("/etc/supervisor/supervisord.conf").content_string

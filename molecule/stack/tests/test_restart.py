@@ -305,6 +305,7 @@ def test_saturated_prefork_worker_hands_back_what_it_could_not_start(inventory, 
 
 DEFAULT_PROGRAM = "celery-default"
 DEFAULT_NODE = "celery@celery.app2"
+CUSTOMERS_PROGRAM = "celery-customers"
 
 
 def stream(host, queue, stop, sent, every=0.5):
@@ -314,29 +315,22 @@ def stream(host, queue, stop, sent, every=0.5):
         stop.wait(every)
 
 
-@pytest.mark.reliability(
-    "restart of app2's only `celery` worker (prefork 8) while 8 x 20 s tasks run and short tasks stream in "
-    "(overlap, the default)",
-    "its handover, started first, runs the short tasks on the new code while the old process finishes the long "
-    "ones; a new-code task starts before any long task ends; 0 lost, 0 duplicated",
-)
-def test_overlapping_restart_keeps_the_queue_consumed(inventory, app2, observe):
-    concurrency = 8
-    long_ids = send_tasks(app2, [[20.0, "celery"]] * concurrency)
+def overlapping_restart(inventory, host, name, program, node, queue, observe, longs=8):
+    """``longs`` tasks of 20 s running on ``node``, short tasks streaming into ``queue``: the module restarts
+    ``program`` with its handover; checks and reports what the ledgers show."""
+    long_ids = send_tasks(host, [[20.0, queue]] * longs)
     deadline = time.monotonic() + 60
-    while set(long_ids) - {task["id"] for task in listed(app2, "active", DEFAULT_NODE)}:
-        assert time.monotonic() < deadline, "app2's default worker never ran the 8 long tasks at once"
+    while set(long_ids) - {task["id"] for task in listed(host, "active", node)}:
+        assert time.monotonic() < deadline, f"{node} never ran the {longs} long tasks at once"
         time.sleep(0.5)
-    old_pid = running_pid(app2, DEFAULT_PROGRAM)
+    old_pid = running_pid(host, program)
     stop, short_ids = threading.Event(), []
-    sender = threading.Thread(target=stream, args=(app2, "celery", stop, short_ids), daemon=True)
+    sender = threading.Thread(target=stream, args=(host, queue, stop, short_ids), daemon=True)
     sender.start()
     time.sleep(2)
     began = time.time()
     try:
-        result = run_module(
-            inventory, "app2", "celeryops.stack.celery_worker", {"name": DEFAULT_PROGRAM, "state": "restarted"}
-        )
+        result = run_module(inventory, name, "celeryops.stack.celery_worker", {"name": program, "state": "restarted"})
         time.sleep(3)
     finally:
         stop.set()
@@ -345,37 +339,56 @@ def test_overlapping_restart_keeps_the_queue_consumed(inventory, app2, observe):
     handover = item["handover"]
     print(json.dumps(item))
     assert handover, item
-    assert handover["name"] == DEFAULT_PROGRAM + "-handover", item
+    assert handover["name"] == program + "-handover", item
     assert (item["shutdown"], handover["shutdown"]) == ("warm", "warm"), item
     assert item["pid_before"] == old_pid, item
     assert item["pid_after"] not in (None, old_pid), item
-    assert "STOPPED" in app2.run("supervisorctl status %s", handover["name"]).stdout
+    assert "STOPPED" in host.run("supervisorctl status %s", handover["name"]).stdout
 
     sent = long_ids + short_ids
-    done, _waited = wait_completed(app2, DEFAULT_NODE, sent, timeout=120)
+    done, _waited = wait_completed(host, node, sent, timeout=120)
     missing = set(sent) - set(done)
     duplicated = sorted({task for task in done if done.count(task) > 1})
     assert not missing, f"{len(missing)} of {len(sent)} tasks never completed"
     assert not duplicated, f"{len(duplicated)} tasks completed more than once: {duplicated}"
 
-    entries = {entry["id"]: entry for entry in ledger_entries(app2, DEFAULT_NODE) if entry["id"] in set(sent)}
-    longs = [entries[task] for task in long_ids]
+    entries = {entry["id"]: entry for entry in ledger_entries(host, node) if entry["id"] in set(sent)}
+    ended = [entries[task] for task in long_ids]
     # The long tasks ran to their end on the old process, under its own node name.
-    assert all(entry["loaded"] < began and entry["node"] == DEFAULT_NODE for entry in longs), longs
+    assert all(entry["loaded"] < began and entry["node"] == node for entry in ended), ended
     new_code = sorted(entry["start"] for entry in entries.values() if entry["loaded"] > began)
-    on_handover = [entry for entry in entries.values() if entry["node"] == handover_node(DEFAULT_NODE)]
+    on_handover = [entry for entry in entries.values() if entry["node"] == handover_node(node)]
     assert on_handover, "the handover ran no task"
     assert new_code, "no task ran on the new code"
     first_new = new_code[0] - began
     # No stall: the queue was served by the new code while every long task still ran on the old one.
-    assert new_code[0] < min(entry["ts"] for entry in longs), (first_new, longs)
+    assert new_code[0] < min(entry["ts"] for entry in ended), (first_new, ended)
     # How soon after the handover's boot is measured by bench/overlap_bench.py, not asserted here (noisy hosts).
     observe(
         f"handover booted in {handover['boot_seconds']} s; first new-code task started {first_new:.1f} s after the "
-        f"request; the 8 long tasks ended {min(e['ts'] for e in longs) - began:.1f}-"
-        f"{max(e['ts'] for e in longs) - began:.1f} s after it on the old process; {len(on_handover)} tasks on the "
+        f"request; the {longs} long tasks ended {min(e['ts'] for e in ended) - began:.1f}-"
+        f"{max(e['ts'] for e in ended) - began:.1f} s after it on the old process; {len(on_handover)} tasks on the "
         f"handover; {len(sent)} sent, 0 lost, 0 duplicated"
     )
+
+
+@pytest.mark.reliability(
+    "restart of app2's only `celery` worker (prefork 8) while 8 x 20 s tasks run and short tasks stream in "
+    "(overlap, the default)",
+    "its handover, started first, runs the short tasks on the new code while the old process finishes the long "
+    "ones; a new-code task starts before any long task ends; 0 lost, 0 duplicated",
+)
+def test_overlapping_restart_keeps_the_queue_consumed(inventory, app2, observe):
+    overlapping_restart(inventory, app2, "app2", DEFAULT_PROGRAM, DEFAULT_NODE, "celery", observe)
+
+
+@pytest.mark.reliability(
+    "restart of app1's `customers` worker (eventlet) while 8 x 20 s tasks run and short tasks stream in (overlap)",
+    "the same with a green pool: new code runs before any long task ends, the long ones end on the old process; "
+    "0 lost, 0 duplicated",
+)
+def test_overlapping_restart_of_a_green_worker(inventory, app1, observe):
+    overlapping_restart(inventory, app1, "app1", CUSTOMERS_PROGRAM, CUSTOMERS_NODE, "customers", observe)
 
 
 def test_flower_shutdown_brings_the_worker_back(app1, app2, flower_auth):
