@@ -4,7 +4,7 @@
 LAB_RELEASES="bookworm trixie"
 LAB_PREFIX="${LAB_PREFIX:-celeryops}"
 LAB_NETWORK="${LAB_NETWORK:-$LAB_PREFIX-lab}"
-export LAB_HOSTS="broker app1 app2"
+export LAB_HOSTS="broker app1 app2 monitor"
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

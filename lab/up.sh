@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start the lab's three systemd hosts (broker, app1, app2) on their own Docker network.
+# Start the lab's four systemd hosts (broker, app1, app2, monitor) on their own Docker network.
 # Usage: lab/up.sh RELEASE. Re-running with the same release keeps the running hosts.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,9 +21,9 @@ docker network inspect "$LAB_NETWORK" >/dev/null 2>&1 || docker network create "
 
 # Published ports stay on loopback: the management UI of the broker (HTTPS) and Flower on app1 (HTTPS).
 # LAB_PUBLISH=0 publishes nothing (a second lab beside the first, with its own LAB_PREFIX and LAB_NETWORK).
-declare -A ports=([broker]="-p 127.0.0.1:15671:15671" [app1]="-p 127.0.0.1:5555:5555" [app2]="")
+declare -A ports=([broker]="-p 127.0.0.1:15671:15671" [app1]="-p 127.0.0.1:5555:5555" [app2]="" [monitor]="")
 if [ "${LAB_PUBLISH:-1}" = 0 ]; then
-  ports=([broker]="" [app1]="" [app2]="")
+  ports=([broker]="" [app1]="" [app2]="" [monitor]="")
 fi
 for host in $LAB_HOSTS; do
   name="$LAB_PREFIX-$host"

@@ -17,3 +17,8 @@ def whoami(self):
 @shared_task(name="core.sleep", bind=True)
 def sleep(self, seconds):
     return tasks_common.sleep(self, seconds)
+
+
+@shared_task(name="core.fail", bind=True)
+def fail(self, seconds=0):
+    return tasks_common.fail(self, seconds)

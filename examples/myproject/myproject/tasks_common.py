@@ -20,3 +20,15 @@ def sleep(task, seconds):
     time.sleep(float(seconds))
     ledger.record(task.request.id, task.request.hostname, started=started)
     return {"id": task.request.id, "node": task.request.hostname, "slept": float(seconds)}
+
+
+class ExampleFailure(RuntimeError):
+    """What core.fail raises: a task that fails on purpose (the monitoring tests' failure-rate fault)."""
+
+
+def fail(task, seconds):
+    # Recorded like any finished task, then raised: the tests count the failures by id in the ledger too.
+    started = time.time()
+    time.sleep(float(seconds))
+    ledger.record(task.request.id, task.request.hostname, started=started)
+    raise ExampleFailure(f"task {task.request.id} failed on purpose")
