@@ -104,6 +104,11 @@ def app2(inventory):
 
 
 @pytest.fixture(scope="session")
+def monitor(inventory):
+    return _get(inventory, "monitor")
+
+
+@pytest.fixture(scope="session")
 def flower_auth(credentials_dir):
     """Flower's basic auth as "user:password", from <credentials>/flower_<user>.password."""
     files = sorted(credentials_dir.glob("flower_*.password"))

@@ -1,13 +1,15 @@
 """RabbitMQ stopped for 30 seconds while tasks are queued and running, then started again.
 
 Celery's messages are persistent and its queues durable: what waited in the queue must survive the broker's
-restart, the workers and Flower must reconnect by themselves, and every task must complete.
+restart, the workers and Flower must reconnect by themselves, and every task must complete. The monitoring host
+must report the node down (RabbitMQNodeDown, in Alertmanager) while it is, and no more once it is back.
 """
 
 import json
 import time
 
 import pytest
+from monitoring_helpers import AlertClock
 from stack_helpers import APP, FLOWER_URL, WRAPPER, http_from, send_tasks, wait_completed
 
 NODE = "celery@celery.app2"
@@ -31,9 +33,10 @@ def answering(host):
 
 @pytest.mark.reliability(
     f"RabbitMQ stopped for {OUTAGE_SECONDS} s while {TASKS[0]} tasks are queued and running, then started",
-    "the queued messages survive; workers and Flower reconnect by themselves; every task completes",
+    "the queued messages survive; workers and Flower reconnect by themselves; every task completes; "
+    "RabbitMQNodeDown fires during the outage and resolves after it",
 )
-def test_a_broker_outage_loses_no_queued_task(broker, app1, app2, flower_auth, observe):
+def test_a_broker_outage_loses_no_queued_task(broker, app1, app2, monitor, flower_auth, observe):
     vhost = broker.ansible.get_variables().get("celeryops_broker_vhost", "celery")
     count, seconds = TASKS
     sent = send_tasks(app2, [[seconds, "celery"]] * count)
@@ -41,9 +44,14 @@ def test_a_broker_outage_loses_no_queued_task(broker, app1, app2, flower_auth, o
     waiting = queued(broker, vhost, "celery")
     assert waiting > 0, "nothing waited in the queue when the broker stopped: the check would prove nothing"
 
+    alert = AlertClock(monitor, [("RabbitMQNodeDown", {"job": "rabbitmq"})])
     assert broker.run("systemctl stop rabbitmq-server").rc == 0
-    time.sleep(OUTAGE_SECONDS)
-    assert broker.run("systemctl start rabbitmq-server").rc == 0
+    try:
+        alert.wait_fired(90)
+    finally:
+        time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - alert.started)))
+        assert broker.run("systemctl start rabbitmq-server").rc == 0
+        alert.clear()
 
     done, drained = wait_completed(app2, NODE, sent, 180)
     missing = set(sent) - set(done)
@@ -62,7 +70,8 @@ def test_a_broker_outage_loses_no_queued_task(broker, app1, app2, flower_auth, o
             break
         time.sleep(3)
     assert all(online.get(node) for node in NODES), f"Flower does not see every worker online again: {online}"
+    alert.wait_resolved(120)
     observe(
         f"{waiting} messages queued at the stop; all {len(sent)} tasks completed {drained:.0f} s after the start "
-        f"({len(twice)} twice); every worker answered and Flower listed them online again"
+        f"({len(twice)} twice); every worker answered and Flower listed them online again; {alert.summary()}"
     )

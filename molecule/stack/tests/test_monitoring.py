@@ -1,0 +1,172 @@
+"""Monitoring (celeryops.stack.monitoring on the host `monitor`): every target scraped, the metrics endpoints
+refuse anonymous clients of other hosts, and the alert rules fire for the faults they name and resolve once the
+fault is cleared, in Prometheus and in Alertmanager (the lab's short delays: inventories/lab/group_vars/
+monitoring.yml). The broker-down alert is checked during the broker outage (test_broker_outage.py)."""
+
+import json
+import time
+
+import pytest
+from monitoring_helpers import ALERTMANAGER, PROMETHEUS, AlertClock, targets
+from stack_helpers import APP, APP_DIR, ENV_FILE, FLOWER_URL, VENV_PYTHON, WRAPPER, http_from, wait_completed
+
+JOBS = {"prometheus", "alertmanager", "rabbitmq", "rabbitmq-queues", "flower"}
+NODE = "celery@celery.app2"  # app2's prefork worker: queues celery and imports
+STOPPED = ("app1", "celery-reports", "celery@reports.app1")  # host, program, node of the stopped worker
+IDS_FILE = "/var/tmp/celeryops-monitoring-ids.json"  # noqa: S108 (a file on the lab host app2)
+
+# Runs on app2 with the workers' environment: publishes until the stop file exists (or LIMIT seconds), then prints
+# the ids it sent as one JSON list. Each stream is [queue, task, args, per second].
+PUBLISH = """
+import json, os, sys, time
+from myproject.celery_config import app
+streams, stop, limit = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+ids, began, sent = [], time.monotonic(), [0] * len(streams)
+with app.producer_or_acquire() as producer:
+    while not os.path.exists(stop) and time.monotonic() - began < limit:
+        elapsed = time.monotonic() - began
+        for i, (queue, task, args, rate) in enumerate(streams):
+            while sent[i] < elapsed * rate:
+                ids.append(app.send_task(task, args=args, queue=queue, producer=producer).id)
+                sent[i] += 1
+        time.sleep(0.05)
+print(json.dumps(ids))
+"""
+
+
+def wait_targets_up(monitor, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = targets(monitor)
+        if set(found) >= JOBS and all(h == "up" for health in found.values() for h in health):
+            return found
+        if time.monotonic() > deadline:
+            return found
+        time.sleep(2)
+
+
+@pytest.mark.reliability(
+    "Prometheus on `monitor` scrapes the stack",
+    "every target is up: Prometheus, Alertmanager, the broker node (HTTPS, client certificate), its queues, Flower",
+)
+def test_every_target_is_scraped(monitor, observe):
+    found = wait_targets_up(monitor)
+    assert set(found) >= JOBS, f"jobs missing from Prometheus's targets: {JOBS - set(found)}"
+    assert all(h == "up" for health in found.values() for h in health), f"a target is not up: {found}"
+    observe(f"{sum(len(h) for h in found.values())} targets up, jobs {sorted(found)}")
+
+
+@pytest.mark.reliability(
+    "Anonymous clients on another host ask for the metrics and the monitoring APIs",
+    "the broker's HTTPS metrics refuse a client without certificate and its plain listener is not reachable; "
+    "Flower answers 401 without basic auth; Prometheus and Alertmanager are not reachable",
+)
+def test_metrics_refuse_anonymous_clients(monitor, app2, flower_auth, observe):
+    refusals = {
+        "broker https 15691, no client certificate": http_from(app2, "https://broker:15691/metrics"),
+        "broker http 15692": http_from(app2, "http://broker:15692/metrics"),
+        "Flower /metrics, no basic auth": http_from(app2, f"{FLOWER_URL}/metrics"),
+        "Prometheus 9090": http_from(app2, "http://monitor:9090/-/ready"),
+        "Alertmanager 9093": http_from(app2, "http://monitor:9093/-/ready"),
+        "Alertmanager cluster 9094": http_from(app2, "http://monitor:9094/"),
+    }
+    assert refusals.pop("Flower /metrics, no basic auth")["status"] == 401
+    for what, answer in refusals.items():
+        assert answer["status"] is None, f"{what} answered: {answer}"
+    # The twins: the same endpoints answer the clients they are meant for.
+    flower = http_from(app2, f"{FLOWER_URL}/metrics", auth=flower_auth)
+    assert flower["status"] == 200
+    assert "flower_worker_online" in flower["body"]
+    assert http_from(monitor, f"{PROMETHEUS}/-/ready")["status"] == 200
+    assert http_from(monitor, f"{ALERTMANAGER}/-/ready")["status"] == 200
+    assert targets(monitor).get("rabbitmq") == ["up"], "the broker's metrics refuse the monitoring host's certificate"
+    errors = sorted({(answer.get("error") or "").split(":")[0] for answer in refusals.values()})
+    observe(
+        f"Flower 401 without auth, 200 with it; the broker and monitoring ports refused ({', '.join(errors)}); "
+        "Prometheus scrapes the broker with its certificate"
+    )
+
+
+def control(host, *args):
+    """Celery's remote control from ``host`` (rc, output)."""
+    cmd = host.run("%s --app=%s control --timeout=10" + " %s" * len(args), WRAPPER, APP, *args)
+    return cmd.rc, cmd.stdout + cmd.stderr
+
+
+@pytest.mark.reliability(
+    "A worker stopped, a queue no longer consumed while tasks are published to it, a task failing about once a "
+    "second; then all three cleared",
+    "CeleryWorkerOffline, CeleryQueueWithoutConsumers, CeleryQueueBacklogGrowing and CeleryTaskFailures fire in "
+    "Prometheus and reach Alertmanager, and resolve once cleared; every published task runs once",
+)
+def test_worker_queue_and_failure_alerts(monitor, app1, app2, observe):
+    host_name, program, stopped_node = STOPPED
+    stopped_host = app1 if host_name == "app1" else app2
+    found = wait_targets_up(monitor)
+    assert all(h == "up" for health in found.values() for h in health), f"a target is not up: {found}"
+    stop_file = IDS_FILE + ".stop"
+    app2.run("rm -f %s %s", IDS_FILE, stop_file)
+    streams = [["imports", "core.sleep", [0.01], 10], ["celery", "core.fail", [0], 1]]
+    clock = AlertClock(
+        monitor,
+        [
+            ("CeleryWorkerOffline", {"worker": stopped_node}),
+            ("CeleryQueueWithoutConsumers", {"queue": "imports"}),
+            ("CeleryQueueBacklogGrowing", {"queue": "imports"}),
+            ("CeleryTaskFailures", {"task": "core.fail"}),
+        ],
+    )
+    try:
+        assert stopped_host.run("supervisorctl stop %s", program).rc == 0
+        rc, out = control(app2, "cancel_consumer", "imports", f"--destination={NODE}")
+        assert rc == 0, out
+        script = (
+            f"set -a; . {ENV_FILE}; set +a; cd {APP_DIR}; "
+            f'{VENV_PYTHON} -c "$0" "$1" "$2" "$3" > {IDS_FILE}.part 2>&1 && mv {IDS_FILE}.part {IDS_FILE}'
+        )
+        app2.run(
+            "sh -c %s %s %s %s %s </dev/null >/dev/null 2>&1 &", script, PUBLISH, json.dumps(streams), stop_file, "300"
+        )
+        clock.wait_fired(150)
+    finally:
+        # Every clean-up runs, whatever failed before it; they are checked after.
+        app2.run("touch %s", stop_file)
+        restored = control(app2, "add_consumer", "imports", f"--destination={NODE}")
+        started = stopped_host.run("supervisorctl start %s", program)
+        clock.clear()
+    assert restored[0] == 0, restored[1]
+    assert started.rc == 0, started.stdout + started.stderr
+    clock.wait_resolved(180)
+
+    deadline = time.monotonic() + 60
+    while not app2.file(IDS_FILE).exists and time.monotonic() < deadline:
+        time.sleep(1)
+    sent = json.loads(app2.file(IDS_FILE).content_string.strip().splitlines()[-1])
+    assert len(sent) > 100, f"the publisher sent only {len(sent)} tasks"
+    done, _ = wait_completed(app2, NODE, sent, 120)
+    missing = set(sent) - set(done)
+    twice = {task for task in done if done.count(task) > 1}
+    assert not missing, f"{len(missing)} of {len(sent)} published tasks never ran"
+    assert not twice, f"{len(twice)} tasks ran twice"
+    observe(f"{clock.summary()}; {len(sent)} tasks published, each ran once")
+
+
+@pytest.mark.reliability(
+    "The broker's memory and disk alarms raised at run time (rabbitmqctl), then lowered",
+    "RabbitMQMemoryAlarm and RabbitMQDiskAlarm fire and reach Alertmanager, and resolve once the alarms clear",
+)
+def test_broker_alarm_alerts(monitor, broker, observe):
+    variables = broker.ansible.get_variables()
+    disk_limit = str(variables.get("rabbitmq_disk_free_limit", "2GB"))
+    watermark = str(variables.get("rabbitmq_vm_memory_high_watermark", 0.6))
+    clock = AlertClock(monitor, [("RabbitMQMemoryAlarm", {}), ("RabbitMQDiskAlarm", {})])
+    try:
+        assert broker.run("rabbitmqctl set_vm_memory_high_watermark 0.0001").rc == 0
+        assert broker.run("rabbitmqctl set_disk_free_limit 100000GB").rc == 0
+        clock.wait_fired(90)
+    finally:
+        broker.run("rabbitmqctl set_disk_free_limit %s", disk_limit)
+        broker.run("rabbitmqctl set_vm_memory_high_watermark %s", watermark)
+        clock.clear()
+    clock.wait_resolved(90)
+    observe(clock.summary())
