@@ -203,7 +203,7 @@ def test_panels_do_not_overlap():
     ],
 )
 def test_the_dashboard_shows(metric):
-    assert any(metric in metric_names(target["expr"]) for _, target in targets())
+    assert any(metric in metric_names(target["expr"]) for _panel, target in targets())
 
 
 def test_every_metric_is_scraped_or_made_by_prometheus():

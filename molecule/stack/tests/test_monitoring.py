@@ -143,7 +143,7 @@ def test_worker_queue_and_failure_alerts(monitor, app1, app2, observe):
         time.sleep(1)
     sent = json.loads(app2.file(IDS_FILE).content_string.strip().splitlines()[-1])
     assert len(sent) > 100, f"the publisher sent only {len(sent)} tasks"
-    done, _ = wait_completed(app2, NODE, sent, 120)
+    done = wait_completed(app2, NODE, sent, 120)[0]
     missing = set(sent) - set(done)
     twice = {task for task in done if done.count(task) > 1}
     assert not missing, f"{len(missing)} of {len(sent)} published tasks never ran"
