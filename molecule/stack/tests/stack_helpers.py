@@ -177,3 +177,12 @@ def wait_completed(host, node, sent, timeout, settle=3):
     waited = time.monotonic() - began
     time.sleep(settle)
     return [entry["id"] for entry in ledger_entries(host, node) if entry["id"] in wanted], waited
+
+
+def answering(host):
+    """The node names of the workers that answer a ping sent from ``host``."""
+    cmd = host.run("%s --app=%s inspect ping --timeout=5 --json", WRAPPER, APP)
+    replies = json.loads(cmd.stdout) if cmd.rc == 0 and cmd.stdout.strip() else {}
+    if isinstance(replies, list):
+        replies = {name: reply for item in replies for name, reply in item.items()}
+    return set(replies)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from monitoring_helpers import AlertClock
-from stack_helpers import APP, FLOWER_URL, WRAPPER, http_from, send_tasks, wait_completed
+from stack_helpers import FLOWER_URL, answering, http_from, send_tasks, wait_completed
 
 NODE = "celery@celery.app2"
 NODES = ("celery@customers.app1", "celery@reports.app1", NODE)
@@ -21,14 +21,6 @@ TASKS = (120, 1.0)  # count, seconds: about 15 s of work for app2's 8 processes
 def queued(broker, vhost, queue):
     out = broker.run("rabbitmqctl list_queues --quiet --formatter json -p %s name messages", vhost).stdout
     return {item["name"]: item["messages"] for item in json.loads(out or "[]")}.get(queue, 0)
-
-
-def answering(host):
-    cmd = host.run("%s --app=%s inspect ping --timeout=5 --json", WRAPPER, APP)
-    replies = json.loads(cmd.stdout) if cmd.rc == 0 and cmd.stdout.strip() else {}
-    if isinstance(replies, list):
-        replies = {name: reply for item in replies for name, reply in item.items()}
-    return set(replies)
 
 
 @pytest.mark.reliability(

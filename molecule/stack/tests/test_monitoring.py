@@ -8,7 +8,17 @@ import time
 
 import pytest
 from monitoring_helpers import ALERTMANAGER, PROMETHEUS, AlertClock, targets
-from stack_helpers import APP, APP_DIR, ENV_FILE, FLOWER_URL, VENV_PYTHON, WRAPPER, http_from, wait_completed
+from stack_helpers import (
+    APP,
+    APP_DIR,
+    ENV_FILE,
+    FLOWER_URL,
+    VENV_PYTHON,
+    WRAPPER,
+    answering,
+    http_from,
+    wait_completed,
+)
 
 JOBS = {"prometheus", "alertmanager", "rabbitmq", "rabbitmq-queues", "flower"}
 NODE = "celery@celery.app2"  # app2's prefork worker: queues celery and imports
@@ -31,6 +41,35 @@ with app.producer_or_acquire() as producer:
                 sent[i] += 1
         time.sleep(0.05)
 print(json.dumps(ids))
+"""
+
+
+# The file descriptor fault: the broker restarted with a low limit, then client connections held open.
+FD_LIMIT = 400
+FD_CONNECTIONS = 330
+FD_DROPIN = "/etc/systemd/system/rabbitmq-server.service.d/celeryops-test-nofile.conf"
+NODES = ("celery@customers.app1", "celery@reports.app1", NODE)
+
+# Runs on app2 with the workers' environment: opens up to N connections to the broker (as the application's user),
+# holds them until the stop file exists (or LIMIT seconds), then prints how many it opened and the first error.
+HOLD = """
+import json, os, sys, time
+from myproject.celery_config import app
+count, stop, limit = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+connections, error, began = [], None, time.monotonic()
+for _ in range(count):
+    connection = app.connection_for_write()
+    try:
+        connection.connect()
+    except Exception as exc:  # the broker refuses or drops it: what the test wants to see, not a failure
+        error = f"{type(exc).__name__}: {exc}"
+        break
+    connections.append(connection)
+while not os.path.exists(stop) and time.monotonic() - began < limit:
+    time.sleep(0.5)
+for connection in connections:
+    connection.release()
+print(json.dumps({"opened": len(connections), "error": error}))
 """
 
 
@@ -129,11 +168,12 @@ def test_worker_queue_and_failure_alerts(monitor, app1, app2, observe):
         )
         clock.wait_fired(150)
     finally:
-        # Every clean-up runs, whatever failed before it; they are checked after.
+        # Every clean-up runs, whatever failed before it; they are checked after. Resolution is timed from the
+        # start of the clean-up.
+        clock.clear()
         app2.run("touch %s", stop_file)
         restored = control(app2, "add_consumer", "imports", f"--destination={NODE}")
         started = stopped_host.run("supervisorctl start %s", program)
-        clock.clear()
     assert restored[0] == 0, restored[1]
     assert started.rc == 0, started.stdout + started.stderr
     clock.wait_resolved(180)
@@ -152,21 +192,81 @@ def test_worker_queue_and_failure_alerts(monitor, app1, app2, observe):
 
 
 @pytest.mark.reliability(
-    "The broker's memory and disk alarms raised at run time (rabbitmqctl), then lowered",
-    "RabbitMQMemoryAlarm and RabbitMQDiskAlarm fire and reach Alertmanager, and resolve once the alarms clear",
+    "The broker's memory and disk alarms raised at run time (rabbitmqctl), and Flower stopped; then all undone",
+    "RabbitMQMemoryAlarm, RabbitMQDiskAlarm and MonitoringTargetDown (job flower) fire and reach Alertmanager, and "
+    "resolve once the alarms clear and Flower runs again",
 )
-def test_broker_alarm_alerts(monitor, broker, observe):
+def test_broker_alarm_and_flower_down_alerts(monitor, broker, app1, observe):
     variables = broker.ansible.get_variables()
     disk_limit = str(variables.get("rabbitmq_disk_free_limit", "2GB"))
     watermark = str(variables.get("rabbitmq_vm_memory_high_watermark", 0.6))
-    clock = AlertClock(monitor, [("RabbitMQMemoryAlarm", {}), ("RabbitMQDiskAlarm", {})])
+    clock = AlertClock(
+        monitor,
+        [("RabbitMQMemoryAlarm", {}), ("RabbitMQDiskAlarm", {}), ("MonitoringTargetDown", {"job": "flower"})],
+    )
     try:
         assert broker.run("rabbitmqctl set_vm_memory_high_watermark 0.0001").rc == 0
         assert broker.run("rabbitmqctl set_disk_free_limit 100000GB").rc == 0
+        assert app1.run("supervisorctl stop flower").rc == 0
         clock.wait_fired(90)
     finally:
-        broker.run("rabbitmqctl set_disk_free_limit %s", disk_limit)
-        broker.run("rabbitmqctl set_vm_memory_high_watermark %s", watermark)
+        # Every clean-up runs, whatever failed before it; they are checked after. Resolution is timed from the
+        # start of the clean-up.
         clock.clear()
-    clock.wait_resolved(90)
+        disk = broker.run("rabbitmqctl set_disk_free_limit %s", disk_limit)
+        memory = broker.run("rabbitmqctl set_vm_memory_high_watermark %s", watermark)
+        flower = app1.run("supervisorctl start flower")
+    assert disk.rc == 0, disk.stderr
+    assert memory.rc == 0, memory.stderr
+    assert flower.rc == 0, flower.stdout + flower.stderr
+    clock.wait_resolved(120)
     observe(clock.summary())
+
+
+def restart_broker(broker):
+    assert broker.run("systemctl daemon-reload").rc == 0
+    restarted = broker.run("systemctl restart rabbitmq-server")
+    assert restarted.rc == 0, restarted.stderr
+
+
+@pytest.mark.reliability(
+    f"RabbitMQ restarted with LimitNOFILE={FD_LIMIT}, then up to {FD_CONNECTIONS} client connections opened and held",
+    "RabbitMQFileDescriptorsNearLimit fires (open descriptors above the ratio, or RabbitMQ's own descriptor alarm) "
+    "and reaches Alertmanager, and resolves once the connections close; the broker gets its own limit back",
+)
+def test_file_descriptor_alert(monitor, broker, app1, app2, observe):
+    result_file = IDS_FILE + ".fds"
+    stop_file = result_file + ".stop"
+    app2.run("rm -f %s %s", result_file, stop_file)
+    broker.run("mkdir -p %s", FD_DROPIN.rsplit("/", 1)[0])
+    try:
+        assert broker.run("printf '[Service]\\nLimitNOFILE=%s\\n' > %s", str(FD_LIMIT), FD_DROPIN).rc == 0
+        restart_broker(broker)
+        clock = AlertClock(monitor, [("RabbitMQFileDescriptorsNearLimit", {"job": "rabbitmq"})])
+        try:
+            script = (
+                f"set -a; . {ENV_FILE}; set +a; cd {APP_DIR}; ulimit -n 4096; "
+                f'{VENV_PYTHON} -c "$0" "$1" "$2" "$3" > {result_file}.part 2>&1 && mv {result_file}.part {result_file}'
+            )
+            app2.run(
+                "sh -c %s %s %s %s %s </dev/null >/dev/null 2>&1 &", script, HOLD, str(FD_CONNECTIONS), stop_file, "240"
+            )
+            clock.wait_fired(120)
+        finally:
+            clock.clear()
+            app2.run("touch %s", stop_file)
+            clock.wait_resolved(120)
+    finally:
+        broker.run("rm -f %s", FD_DROPIN)
+        restart_broker(broker)
+    limits = broker.run("cat /proc/$(systemctl show -p MainPID --value rabbitmq-server)/limits").stdout
+    deadline = time.monotonic() + 60
+    while not app2.file(result_file).exists and time.monotonic() < deadline:
+        time.sleep(1)
+    held = json.loads(app2.file(result_file).content_string.strip().splitlines()[-1])
+    deadline = time.monotonic() + 120
+    while not set(NODES) <= answering(app1) and time.monotonic() < deadline:
+        time.sleep(3)
+    assert set(NODES) <= answering(app1), "a worker did not reconnect after the broker got its limit back"
+    assert f"{FD_LIMIT} " not in limits.split("Max open files")[1].split("\n")[0], limits
+    observe(f"{held['opened']} connections opened ({held['error'] or 'no refusal'}); {clock.summary()}")
