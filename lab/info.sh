@@ -30,6 +30,12 @@ flower_state=$(docker exec "$LAB_PREFIX-app1" supervisorctl status flower 2>/dev
 if [ -n "$flower_state" ]; then
   printf '  Flower               https://127.0.0.1:5555/  (user admin; %s)\n' "$flower_state"
 fi
+if running monitor 'systemctl is-active --quiet prometheus'; then
+  printf '  Prometheus           127.0.0.1:9090 and Alertmanager 127.0.0.1:9093 on the loopback of %s-monitor;\n' \
+    "$LAB_PREFIX"
+  printf '                       firing alerts: docker exec %s-monitor python3 -c %s\n' "$LAB_PREFIX" \
+    "'import urllib.request; print(urllib.request.urlopen(\"http://127.0.0.1:9090/api/v1/alerts\").read().decode())'"
+fi
 creds="$top/inventories/lab/credentials"
 printf '\nCredentials (generated, mode 0600, git-ignored): %s\n' "${creds#"$top"/}/"
 if [ -d "$creds" ]; then

@@ -16,8 +16,9 @@ from stack_helpers import BROKER_CA_FILE, CA_FILE, FLOWER_URL, http_from
 # A CA of the test's own on app1: a client that trusts it, not the lab CA, must be refused.
 OTHER_CA = "/root/celeryops-test-other-ca.crt"
 # Non-loopback TCP listeners each lab host may have: the TLS ones (Erlang's epmd and distribution port serve the
-# broker's loopback).
-TLS_LISTENERS = {"broker": {5671, 15671}, "app1": {5555}, "app2": set()}
+# broker's loopback; the broker's metrics over HTTPS require a client certificate; Prometheus and Alertmanager serve
+# the monitoring host's loopback).
+TLS_LISTENERS = {"broker": {5671, 15671, 15691}, "app1": {5555}, "app2": set(), "monitor": set()}
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +54,11 @@ def _listeners(host):
     return found
 
 
-@pytest.mark.parametrize("name", ["broker", "app1", "app2"])
+@pytest.mark.parametrize("name", ["broker", "app1", "app2", "monitor"])
 @pytest.mark.reliability(
     "TCP listeners on non-loopback addresses (ss -ltn), every lab host",
-    "TLS ports only (AMQPS 5671, HTTPS management 15671, Flower 5555); plain AMQP, HTTP, epmd and Erlang's "
-    "distribution on loopback",
+    "TLS ports only (AMQPS 5671, HTTPS management 15671, HTTPS metrics 15691 with a client certificate, Flower "
+    "5555); plain AMQP, HTTP, metrics, epmd and Erlang's distribution, Prometheus and Alertmanager on loopback",
 )
 def test_no_cleartext_listener_outside_loopback(request, name, observe):
     host = request.getfixturevalue(name)
