@@ -81,7 +81,7 @@ unit: venv ## Unit tests (pytest) of modules and scripts.
 sanity: venv ## ansible-test sanity on a generated ansible_collections/celeryops/stack tree.
 	@lab/sanity.sh
 
-molecule: venv ## Every molecule scenario on every Debian release.
+molecule: venv ## The molecule scenarios roles and stack on every Debian release (lab/molecule.sh).
 	@for r in $(RELEASES); do $(TIMED) "molecule $$r" lab/molecule.sh $$r; done
 
 bench: venv ## Benchmarks on the running lab (make lab first, LAB_RELEASE as for it); results in docs/. See bench/README.md.
