@@ -53,30 +53,32 @@ class AlertClock:
 
     def __init__(self, monitor, expected):
         self.monitor = monitor
-        self.expected = expected  # [(alert name, {label: value})]
+        # [(key, alert name, {label: value})]: the key names the alert and its labels in messages and results.
+        self.expected = [
+            (name + "".join(f" {k}={v}" for k, v in sorted(labels.items())), name, labels) for name, labels in expected
+        ]
         self.fired = {}
         self.notified = {}
         self.resolved = {}
         self.started = time.monotonic()
         self.cleared = None
 
-    def _key(self, name, labels):
-        return name + "".join(f" {k}={v}" for k, v in sorted(labels.items()))
+    def _missing(self, record):
+        return [key for key, _name, _labels in self.expected if key not in record]
 
     def wait_fired(self, timeout):
         deadline = self.started + timeout
         while time.monotonic() < deadline:
-            for name, labels in self.expected:
-                key = self._key(name, labels)
+            for key, name, labels in self.expected:
                 now = time.monotonic() - self.started
                 if key not in self.fired and prometheus_state(self.monitor, name, labels) == "firing":
                     self.fired[key] = now
                 if key in self.fired and key not in self.notified and alertmanager_has(self.monitor, name, labels):
                     self.notified[key] = now
-            if len(self.notified) == len(self.expected):
+            if not self._missing(self.notified):
                 return
             time.sleep(1)
-        missing = [self._key(n, lab) for n, lab in self.expected if self._key(n, lab) not in self.notified]
+        missing = self._missing(self.notified)
         raise AssertionError(f"not firing in Alertmanager {timeout} s after the fault: {missing} (fired: {self.fired})")
 
     def clear(self):
@@ -85,19 +87,17 @@ class AlertClock:
     def wait_resolved(self, timeout):
         deadline = self.cleared + timeout
         while time.monotonic() < deadline:
-            for name, labels in self.expected:
-                key = self._key(name, labels)
+            for key, name, labels in self.expected:
                 if (
                     key not in self.resolved
                     and prometheus_state(self.monitor, name, labels) is None
                     and not alertmanager_has(self.monitor, name, labels)
                 ):
                     self.resolved[key] = time.monotonic() - self.cleared
-            if len(self.resolved) == len(self.expected):
+            if not self._missing(self.resolved):
                 return
             time.sleep(1)
-        missing = [self._key(n, lab) for n, lab in self.expected if self._key(n, lab) not in self.resolved]
-        raise AssertionError(f"still active {timeout} s after the fault was cleared: {missing}")
+        raise AssertionError(f"still active {timeout} s after the fault was cleared: {self._missing(self.resolved)}")
 
     def summary(self):
         return "; ".join(
