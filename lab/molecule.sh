@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run molecule against the lab image of one Debian release: lab/molecule.sh RELEASE [MOLECULE ARGS...]
-# Without arguments after RELEASE it runs `molecule test` of the scenarios roles and stack (CELERYOPS_SCENARIOS).
-# Builds the image first when it is missing.
+# Without arguments after RELEASE it runs `molecule test` of the scenarios roles and stack (CELERYOPS_SCENARIOS),
+# each with an ephemeral directory of its own per release, so another release's run can go on beside it
+# (lab/molecule-releases.sh). Builds the image first when it is missing. The hosts are containers named
+# celeryops-molecule-RELEASE-<host> (molecule/lab/create.yml).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lab/lib.sh
@@ -15,8 +17,6 @@ shift
 # The stack scenario's verify drives Debian's chromium (molecule/stack/tests/test_browser.py).
 ensure_browser
 export LAB_RELEASE="$release"
-CELERYOPS_LAB_IMAGE=$(lab_image "$release")
-export CELERYOPS_LAB_IMAGE
 # The shared base config by its path: molecule finds it on its own only through the git work tree, and without it
 # every scenario would "pass" with nothing created, converged or verified.
 base="$here/../.config/molecule/config.yml"
@@ -25,7 +25,8 @@ if [ $# -eq 0 ]; then
   # systemd and reach the package registries) is left to `molecule test`: the stack scenario proves the same on
   # every converge, and CI time is short. CELERYOPS_SCENARIOS names others.
   for scenario in ${CELERYOPS_SCENARIOS:-roles stack}; do
-    molecule --base-config "$base" test -s "$scenario"
+    MOLECULE_EPHEMERAL_DIRECTORY="$HOME/.cache/molecule/celeryops/$release-$scenario" \
+      molecule --base-config "$base" test -s "$scenario"
   done
   exit 0
 fi

@@ -18,7 +18,7 @@ def run(argv, **kwargs):
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False, **kwargs)
 
 
-@pytest.mark.parametrize("script", ["up.sh", "build-image.sh", "molecule.sh"])
+@pytest.mark.parametrize("script", ["up.sh", "build-image.sh", "molecule.sh", "molecule-releases.sh"])
 def test_unknown_release_names_the_allowed_values(script):
     result = run(["bash", str(LAB / script), "jessie"])
     assert result.returncode == 1
@@ -26,7 +26,7 @@ def test_unknown_release_names_the_allowed_values(script):
     assert "bookworm trixie" in result.stderr
 
 
-@pytest.mark.parametrize("script", ["build-image.sh", "molecule.sh"])
+@pytest.mark.parametrize("script", ["build-image.sh", "molecule.sh", "molecule-releases.sh"])
 def test_missing_release_prints_usage(script):
     result = run(["bash", str(LAB / script)])
     assert result.returncode == 1
@@ -72,7 +72,7 @@ def _inventory_groups(node, groups=None, found=None):
 
 def test_molecule_platforms_are_the_lab_inventory_hosts():
     """The lab's hosts and groups are defined by inventories/lab/hosts.yml (make lab, the benches); molecule's
-    platforms must say the same, since its docker driver cannot read them from there."""
+    platforms must say the same, since molecule cannot take its inventory from there."""
     yaml = pytest.importorskip("yaml")
     root = LAB.parent
     inventory = _inventory_groups(yaml.safe_load((root / "inventories" / "lab" / "hosts.yml").read_text()))

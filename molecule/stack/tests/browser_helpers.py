@@ -17,7 +17,8 @@ import pytest
 import yaml
 from stack_helpers import PROJECT, ansible_env
 
-# Where the screenshots go: CELERYOPS_SCREENSHOTS_DIR (`make screenshots` sets docs/screenshots), else build/.
+# Where the screenshots go: CELERYOPS_SCREENSHOTS_DIR (`make screenshots` sets docs/screenshots), else
+# build/screenshots/<LAB_RELEASE> (the releases' runs go side by side).
 SCREENSHOTS_ENV = "CELERYOPS_SCREENSHOTS_DIR"
 DEFAULT_SCREENSHOTS = PROJECT / "build" / "screenshots"
 WORKERS_DEFAULTS = PROJECT / "roles" / "workers" / "defaults" / "main.yml"
@@ -45,7 +46,7 @@ def read_secret(path):
 
 
 def screenshots_dir():
-    path = os.environ.get(SCREENSHOTS_ENV) or str(DEFAULT_SCREENSHOTS)
+    path = os.environ.get(SCREENSHOTS_ENV) or str(DEFAULT_SCREENSHOTS / os.environ.get("LAB_RELEASE", "lab"))
     os.makedirs(path, exist_ok=True)
     return path
 
@@ -114,7 +115,7 @@ def declared_workers(listing):
 
 def container_address(listing, host):
     """The IPv4 address of ``host``'s container on its Docker network (the container is the host's
-    ansible_host, else the inventory name, as under molecule)."""
+    ansible_host, else the inventory name)."""
     container = host_vars(listing, host).get("ansible_host", host)
     out = subprocess.run(
         ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", container],

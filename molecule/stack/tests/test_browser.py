@@ -5,7 +5,8 @@ worker the inventory declares as online, and each worker's page shows the pool a
 gives it; the management API refuses a request without credentials and the UI shows its login form; the
 monitoring user logs in through that form and the Queues page lists the application vhost's queues. The browser
 contacts the lab's containers only. Screenshots of the Flower dashboard, a Flower worker page and the Queues
-page go to CELERYOPS_SCREENSHOTS_DIR (default build/screenshots; `make screenshots` writes docs/screenshots).
+page go to CELERYOPS_SCREENSHOTS_DIR (default build/screenshots/<LAB_RELEASE>; `make screenshots` writes
+docs/screenshots).
 
 Workers may be restarted by someone else while this runs (a converge, a rolling restart): every wait polls the
 page until what it expects shows, within a bounded time.
