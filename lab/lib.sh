@@ -4,7 +4,8 @@
 LAB_RELEASES="bookworm trixie"
 LAB_PREFIX="${LAB_PREFIX:-celeryops}"
 LAB_NETWORK="${LAB_NETWORK:-$LAB_PREFIX-lab}"
-export LAB_HOSTS="broker app1 app2 monitor"
+# The hosts (container name suffixes, host names and network aliases); molecule scenarios set their own.
+export LAB_HOSTS="${LAB_HOSTS:-broker app1 app2 monitor}"
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

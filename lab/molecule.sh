@@ -3,7 +3,7 @@
 # Without arguments after RELEASE it runs `molecule test` of the scenarios roles and stack (CELERYOPS_SCENARIOS),
 # each with an ephemeral directory of its own per release, so another release's run can go on beside it
 # (lab/molecule-releases.sh). Builds the image first when it is missing. The hosts are containers named
-# celeryops-molecule-RELEASE-<host> (molecule/lab/create.yml).
+# celeryops-molecule-RELEASE-SCENARIO-<host> (molecule/lab/create.yml).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lab/lib.sh

@@ -40,7 +40,7 @@ for host in $LAB_HOSTS; do
     --label "celeryops.lab=$LAB_PREFIX" --label "celeryops.release=$release" \
     --cap-add SYS_ADMIN --security-opt seccomp=unconfined --cgroupns host \
     -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
-    ${ports[$host]} "$image" /sbin/init $LAB_INIT_ARGS >/dev/null
+    ${ports[$host]:-} "$image" /sbin/init $LAB_INIT_ARGS >/dev/null
 done
 
 for host in $LAB_HOSTS; do

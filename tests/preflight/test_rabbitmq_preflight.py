@@ -178,3 +178,77 @@ def test_good_input_passes_preflight(tmp_path):
     assert proc.returncode == 0, output
     assert re.search(r"localhost\s+: ok=\d+\s+changed=0 .*failed=0", output), output
     assert not credentials.exists()
+
+
+# Cluster mistakes: the inventory holds localhost (the host the role runs on) and three more hosts it never
+# contacts; rabbitmq_cluster_hosts names the cluster's hosts.
+CLUSTER_INVENTORY = "localhost,b2,b3,b4,"
+STRONG_COOKIE = "Qm7vXc2LpR9tWz4HsK8dNf3BjY6gTa5Ue1"
+BAD_CLUSTER_INPUT = {
+    "two broker hosts": ({"rabbitmq_cluster_hosts": ["localhost", "b2"]}, "an odd number of three or more"),
+    "four broker hosts": (
+        {"rabbitmq_cluster_hosts": ["localhost", "b2", "b3", "b4"]},
+        "an odd number of three or more",
+    ),
+    "cluster without this host": ({"rabbitmq_cluster_hosts": ["b2", "b3", "b4"]}, "it must list this host"),
+    "cluster host missing from the inventory": (
+        {"rabbitmq_cluster_hosts": ["localhost", "b2", "b9"]},
+        "hosts of the inventory",
+    ),
+    "cluster with Erlang's listeners on loopback": (
+        {"rabbitmq_cluster_hosts": ["localhost", "b2", "b3"], "rabbitmq_distribution_address": "127.0.0.1"},
+        "rabbitmq_distribution_address must be 0.0.0.0, not 127.0.0.1",
+    ),
+    "cluster cookie shorter than 32": (
+        {"rabbitmq_cluster_hosts": ["localhost", "b2", "b3"], "rabbitmq_erlang_cookie": STRONG_COOKIE[:24]},
+        "at least 32 letters and digits (this host's: shorter than 32 characters",
+    ),
+    "delivery limit zero": ({"rabbitmq_quorum_delivery_limit": 0}, "rabbitmq_quorum_delivery_limit (0)"),
+    "dead-letter queue in the reserved namespace": (
+        {"rabbitmq_dead_letter_queue": "amq.dead"},
+        "rabbitmq_dead_letter_queue (amq.dead)",
+    ),
+    "partition handling unknown": ({"rabbitmq_cluster_partition_handling": "pause_all"}, "pause_minority"),
+}
+
+
+@pytest.mark.parametrize(("extra_vars", "expected"), list(BAD_CLUSTER_INPUT.values()), ids=list(BAD_CLUSTER_INPUT))
+def test_bad_cluster_input_stops_in_preflight(tmp_path, extra_vars, expected):
+    proc, credentials = run_role(tmp_path, extra_vars, inventory=CLUSTER_INVENTORY)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert expected in output, output
+    assert FIRST_TASK_AFTER_PREFLIGHT not in output, output
+    assert not credentials.exists(), "a secret was generated although preflight failed"
+    assert STRONG_COOKIE[:24] not in output, "the rejected cookie was printed"
+
+
+def test_different_cookies_on_the_nodes_stop_in_preflight(tmp_path):
+    """Each host's own cookie (host vars): the nodes could not authenticate each other."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  hosts:\n"
+        f"    localhost:\n      ansible_connection: local\n      ansible_python_interpreter: {sys.executable}\n"
+        f"      rabbitmq_erlang_cookie: {STRONG_COOKIE}\n"
+        f"    b2:\n      rabbitmq_erlang_cookie: {STRONG_COOKIE[::-1]}\n"
+        "    b3: {}\n"
+    )
+    proc, credentials = run_role(tmp_path, {"rabbitmq_cluster_hosts": ["localhost", "b2", "b3"]}, inventory=inventory)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "(it differs between the hosts)" in output, output
+    assert FIRST_TASK_AFTER_PREFLIGHT not in output, output
+    assert STRONG_COOKIE not in output, "a cookie was printed"
+    assert STRONG_COOKIE[::-1] not in output, "a cookie was printed"
+    assert not credentials.exists()
+
+
+def test_a_cluster_of_three_passes_preflight(tmp_path):
+    proc, credentials = run_role(
+        tmp_path, {"rabbitmq_cluster_hosts": ["localhost", "b2", "b3"]}, "--tags", "rabbitmq_preflight",
+        inventory=CLUSTER_INVENTORY,
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0 .*failed=0", output), output
+    assert not credentials.exists()

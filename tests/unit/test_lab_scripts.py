@@ -79,5 +79,5 @@ def test_molecule_platforms_are_the_lab_inventory_hosts():
     config = yaml.safe_load((root / ".config" / "molecule" / "config.yml").read_text())
     platforms = {platform["name"]: set(platform.get("groups", [])) for platform in config["platforms"]}
     assert platforms == inventory
-    lab_hosts = re.search(r'LAB_HOSTS="([^"]+)"', (LAB / "lib.sh").read_text()).group(1).split()
+    lab_hosts = re.search(r'LAB_HOSTS="\$\{LAB_HOSTS:-([^"}]+)\}"', (LAB / "lib.sh").read_text()).group(1).split()
     assert sorted(lab_hosts) == sorted(inventory)

@@ -38,6 +38,16 @@ if os.environ.get("CELERYOPS_BROKER_CA_FILE"):
 # AMQP heartbeat in seconds: the workers role sets 0 for eventlet and gevent workers (Celery 5.7 takes in about
 # ten messages a second on a green pool with heartbeats on; see the workers role README), Celery's 120 otherwise.
 CELERY_BROKER_HEARTBEAT = int(os.environ.get("CELERY_BROKER_HEARTBEAT", "120"))
+# A RabbitMQ cluster (the workers role sets CELERYOPS_BROKER_QUEUE_TYPE=quorum; CELERY_BROKER_URL then lists every
+# node, separated by ";", and Celery moves to the next one when its node goes away). Every queue Celery declares
+# (the default queue and those the router names) is a quorum queue, replicated on the nodes; Celery 5.5+ then
+# detects them, uses per-consumer prefetch (quorum queues have no global QoS) and sends countdown/ETA tasks
+# through its native delayed delivery (celery_delayed_* exchanges and queues). Publisher confirms: a task is sent
+# once a majority of the nodes holds it.
+if os.environ.get("CELERYOPS_BROKER_QUEUE_TYPE") == "quorum":
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 # rpc:// sends results back to the caller over the broker: `.get()` works, no extra service is needed.
 CELERY_RESULT_BACKEND = "rpc://"
 CELERY_TASK_DEFAULT_QUEUE = "celery"

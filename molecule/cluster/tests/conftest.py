@@ -1,0 +1,56 @@
+"""Fixtures of the cluster scenario: its three brokers and two app hosts, and the controller's credentials.
+
+The stack scenario's helpers (molecule/stack/tests) serve here too: they are found through the path below.
+"""
+
+import os
+import pathlib
+import sys
+
+import pytest
+import testinfra
+
+PROJECT = pathlib.Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(PROJECT / "molecule" / "stack" / "tests"))
+
+from cluster_helpers import BROKERS  # noqa: E402  (found through the path above)
+
+
+@pytest.fixture(scope="session")
+def inventory():
+    path = os.environ.get("MOLECULE_INVENTORY_FILE")
+    assert path, "the cluster tests run under molecule (lab/molecule.sh RELEASE test -s cluster)"
+    return path
+
+
+@pytest.fixture(scope="session")
+def credentials_dir(inventory):
+    """Where the roles keep generated secrets on the controller: <inventory dir>/credentials."""
+    return pathlib.Path(inventory).parent / "credentials"
+
+
+@pytest.fixture(scope="session")
+def brokers(inventory):
+    return {name: testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}") for name in BROKERS}
+
+
+@pytest.fixture(scope="session")
+def app1(inventory):
+    return testinfra.get_host(f"ansible://app1?ansible_inventory={inventory}")
+
+
+@pytest.fixture(scope="session")
+def app2(inventory):
+    return testinfra.get_host(f"ansible://app2?ansible_inventory={inventory}")
+
+
+@pytest.fixture(scope="session")
+def vhost(brokers):
+    return brokers["broker1"].ansible.get_variables().get("celeryops_broker_vhost", "celery")
+
+
+@pytest.fixture(scope="session")
+def admin_auth(brokers, credentials_dir):
+    """``user:password`` of the broker's admin user (its password from the controller's credentials)."""
+    name = brokers["broker1"].ansible.get_variables().get("rabbitmq_admin_user", "admin")
+    return f"{name}:{(credentials_dir / f'rabbitmq_{name}.password').read_text().strip()}"

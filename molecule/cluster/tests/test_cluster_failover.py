@@ -1,0 +1,92 @@
+"""Tasks keep flowing, each run once, while a node of the cluster is down: the leader of the task queue stopped
+under load, and the rolling maintenance playbook.
+
+Tasks are published from app1 to the queue `celery` (a quorum queue), which app2's prefork worker consumes; both
+connect through CELERY_BROKER_URL, which lists every node. Every task is counted by id in the worker's ledger.
+"""
+
+import threading
+import time
+
+from cluster_helpers import NODES, api, cluster_status
+from conftest import PROJECT
+from stack_helpers import run_playbook, send_tasks, wait_completed
+
+NODE = "celery@celery.app2"
+MAINTENANCE = PROJECT / "playbooks" / "rabbitmq_maintenance.yml"
+BATCH = [[0.05, "celery"]] * 25  # 25 short tasks, published at once
+
+
+class Stream:
+    """Publishes a batch of tasks from app1 every second in a thread, until stopped; the ids sent and the errors."""
+
+    def __init__(self, app1):
+        self.app1, self.sent, self.errors = app1, [], []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.sent += send_tasks(self.app1, BATCH)
+            except AssertionError as error:  # a failed publish is recorded, the stream goes on
+                self.errors.append(str(error)[-500:])
+            time.sleep(1)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+
+def test_the_leader_stopped_under_load_loses_no_task(brokers, app1, app2, admin_auth, vhost):
+    leader = api(brokers["broker1"], f"queues/{vhost}/celery", admin_auth)["leader"]
+    assert leader in NODES, leader
+    name = leader.split("@", 1)[1]
+    other = next(host for host in brokers if host != name)
+    with Stream(app1) as stream:
+        time.sleep(10)
+        brokers[name].run_expect([0], "systemctl stop rabbitmq-server")
+        stopped = time.monotonic()
+        time.sleep(30)
+        during = len(stream.sent)
+        new_leader = api(brokers[other], f"queues/{vhost}/celery", admin_auth)["leader"]
+        brokers[name].run_expect([0], "systemctl start rabbitmq-server")
+        time.sleep(10)
+    down = time.monotonic() - stopped
+    assert new_leader != leader, f"the queue's leader stayed {leader} while it was stopped"
+    done, waited = wait_completed(app2, NODE, stream.sent, timeout=180)
+    lost = set(stream.sent) - set(done)
+    twice = {task for task in done if done.count(task) > 1}
+    assert not lost, f"{len(lost)} of {len(stream.sent)} tasks never ran (errors while publishing: {stream.errors})"
+    assert not twice, f"{len(twice)} tasks ran twice"
+    assert len(stream.sent) > during > 0
+    assert not stream.errors, stream.errors
+    status = cluster_status(brokers[other])
+    assert set(status["running_nodes"]) == NODES, status
+    print(
+        f"leader {leader} down {down:.0f} s, new leader {new_leader}; {len(stream.sent)} tasks, waited {waited:.0f} s"
+    )
+
+
+def test_the_maintenance_playbook_under_load_loses_no_task(inventory, brokers, app1, app2):
+    with Stream(app1) as stream:
+        time.sleep(5)
+        result = run_playbook(inventory, MAINTENANCE, timeout=1200)
+        time.sleep(5)
+    recap = result.stdout[result.stdout.rfind("PLAY RECAP") :]
+    for name in brokers:
+        assert f"{name} " in recap, recap
+    done, _waited = wait_completed(app2, NODE, stream.sent, timeout=180)
+    lost = set(stream.sent) - set(done)
+    twice = {task for task in done if done.count(task) > 1}
+    assert not lost, f"{len(lost)} of {len(stream.sent)} tasks never ran (errors while publishing: {stream.errors})"
+    assert not twice, f"{len(twice)} tasks ran twice"
+    assert len(stream.sent) >= 200, len(stream.sent)
+    assert not stream.errors, stream.errors
+    for host in brokers.values():
+        status = cluster_status(host)
+        assert set(status["running_nodes"]) == NODES, status
