@@ -19,6 +19,9 @@ for release in "$@"; do
 done
 ensure_browser
 
+# Wide lines: molecule boxes its commands' output at the terminal's width, and a wrapped test name would hide from the
+# summary of failures below.
+export COLUMNS="${COLUMNS:-250}"
 logs="$here/../build/molecule"
 mkdir -p "$logs"
 declare -A pids

@@ -15,6 +15,14 @@ sys.path.insert(0, str(PROJECT / "molecule" / "stack" / "tests"))
 
 from cluster_helpers import BROKERS  # noqa: E402  (found through the path above)
 
+# The reliability rows (docs/reliability.md, with the stack scenario's of the same release).
+from reliability_hooks import (  # noqa: E402, F401
+    observe,
+    pytest_configure,
+    pytest_runtest_makereport,
+    pytest_sessionfinish,
+)
+
 
 @pytest.fixture(scope="session")
 def inventory():

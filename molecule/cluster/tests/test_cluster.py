@@ -24,7 +24,22 @@ def test_definitions_made_on_the_seed_are_the_whole_clusters(brokers, admin_auth
     assert {"admin", "monitoring", "flower"} <= users, users
     vhosts = {entry["name"]: entry for entry in api(brokers["broker3"], "vhosts", admin_auth)}
     assert vhost in vhosts, vhosts
-    assert vhosts[vhost].get("default_queue_type") == "quorum", vhosts[vhost]
+    version = api(brokers["broker3"], "overview", admin_auth)["rabbitmq_version"]
+    if int(version.split(".")[0]) >= 4:  # RabbitMQ 3.10 has no default queue type per vhost
+        assert vhosts[vhost].get("default_queue_type") == "quorum", vhosts[vhost]
+
+
+def test_the_task_queues_are_quorum_queues_on_every_node(brokers, admin_auth, vhost):
+    """Celery declared its queues as quorum queues (CELERYOPS_BROKER_QUEUE_TYPE), each with a member on every node;
+    its event and control queues stay classic."""
+    queues = {queue["name"]: queue for queue in api(brokers["broker2"], f"queues/{vhost}", admin_auth)}
+    for name in ("celery", "customers", "reports", "imports"):
+        assert name in queues, sorted(queues)
+        assert queues[name]["type"] == "quorum", queues[name]
+        assert set(queues[name].get("members", [])) == NODES, queues[name]
+    assert {queue["type"] for name, queue in queues.items() if name.endswith(".pidbox")} == {"classic"}
+    leaders = {queues[name]["leader"] for name in ("celery", "customers", "reports", "imports")}
+    assert len(leaders) >= 2, f"every task queue's leader is on {leaders}: queue_leader_locator does not balance"
 
 
 def test_dead_letter_queue_and_quorum_policy(brokers, admin_auth, vhost):
