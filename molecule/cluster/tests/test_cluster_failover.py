@@ -11,7 +11,7 @@ import time
 import pytest
 from cluster_helpers import NODES, api, cluster_status
 from conftest import PROJECT
-from stack_helpers import run_playbook, send_tasks, wait_completed
+from stack_helpers import ledger_entries, run_playbook, send_tasks, wait_completed
 
 NODE = "celery@celery.app2"
 MAINTENANCE = PROJECT / "playbooks" / "rabbitmq_maintenance.yml"
@@ -43,11 +43,25 @@ class Stream:
         self._thread.join(timeout=120)
 
 
+def check_runs(app2, stream):
+    """Every task sent ran; one that ran twice was redelivered by the broker (its node closed the worker's connection
+    before the task's acknowledgement arrived: at-least-once delivery). The wait's seconds and those tasks."""
+    done, waited = wait_completed(app2, NODE, stream.sent, timeout=180)
+    lost = set(stream.sent) - set(done)
+    assert not lost, f"{len(lost)} of {len(stream.sent)} tasks never ran (errors while publishing: {stream.errors})"
+    assert not stream.errors, stream.errors
+    twice = {task for task in done if done.count(task) > 1}
+    runs = [entry for entry in ledger_entries(app2, NODE) if entry["id"] in twice]
+    unexplained = {task for task in twice if not any(run.get("redelivered") for run in runs if run["id"] == task)}
+    assert not unexplained, f"{len(unexplained)} tasks ran twice without a redelivery: {sorted(unexplained)[:5]}"
+    return waited, twice
+
+
 @pytest.mark.reliability(
     "Cluster of three: the node leading the queue `celery` stopped for 30 s while tasks are published to it "
     "every second, then started",
-    "the queue gets a leader on another node; publishing goes on without an error; every task runs once, by id; "
-    "the node rejoins",
+    "the queue gets a leader on another node; publishing goes on without an error; every task runs, by id, once or, "
+    "when the broker redelivered it, twice; the node rejoins",
 )
 def test_the_leader_stopped_under_load_loses_no_task(brokers, app1, app2, admin_auth, vhost, observe):
     leader = api(brokers["broker1"], f"queues/{vhost}/celery", admin_auth)["leader"]
@@ -65,27 +79,22 @@ def test_the_leader_stopped_under_load_loses_no_task(brokers, app1, app2, admin_
         time.sleep(10)
     down = time.monotonic() - stopped
     assert new_leader != leader, f"the queue's leader stayed {leader} while it was stopped"
-    done, waited = wait_completed(app2, NODE, stream.sent, timeout=180)
-    lost = set(stream.sent) - set(done)
-    twice = {task for task in done if done.count(task) > 1}
-    assert not lost, f"{len(lost)} of {len(stream.sent)} tasks never ran (errors while publishing: {stream.errors})"
-    assert not twice, f"{len(twice)} tasks ran twice"
+    waited, twice = check_runs(app2, stream)
     assert len(stream.sent) > during > 0
-    assert not stream.errors, stream.errors
     status = cluster_status(brokers[other])
     assert set(status["running_nodes"]) == NODES, status
     observe(
         f"leader {leader} stopped {down:.0f} s, new leader {new_leader}; {len(stream.sent)} tasks published "
-        f"({len(stream.sent) - during} after the stop's first 30 s), each ran once; all done {waited:.0f} s after "
-        "the stream ended; 3 nodes running"
+        f"({len(stream.sent) - during} after the stop's first 30 s), none lost, {len(twice)} ran twice (redelivered: "
+        f"acknowledgement cut off); all done {waited:.0f} s after the stream ended; 3 nodes running"
     )
 
 
 @pytest.mark.reliability(
     "Cluster of three: playbooks/rabbitmq_maintenance.yml (drain, restart, revive each node in turn) while tasks "
     "are published every second",
-    "each node drained, restarted and revived in turn; publishing goes on without an error; every task runs once, "
-    "by id; the three nodes run after it",
+    "each node drained, restarted and revived in turn; publishing goes on without an error; every task runs, by id, "
+    "once or, when the broker redelivered it, twice; the three nodes run after it",
 )
 def test_the_maintenance_playbook_under_load_loses_no_task(inventory, brokers, app1, app2, observe):
     with Stream(app1) as stream:
@@ -97,14 +106,12 @@ def test_the_maintenance_playbook_under_load_loses_no_task(inventory, brokers, a
     recap = result.stdout[result.stdout.rfind("PLAY RECAP") :]
     for name in brokers:
         assert f"{name} " in recap, recap
-    done, _waited = wait_completed(app2, NODE, stream.sent, timeout=180)
-    lost = set(stream.sent) - set(done)
-    twice = {task for task in done if done.count(task) > 1}
-    assert not lost, f"{len(lost)} of {len(stream.sent)} tasks never ran (errors while publishing: {stream.errors})"
-    assert not twice, f"{len(twice)} tasks ran twice"
+    _waited, twice = check_runs(app2, stream)
     assert len(stream.sent) >= 200, len(stream.sent)
-    assert not stream.errors, stream.errors
     for host in brokers.values():
         status = cluster_status(host)
         assert set(status["running_nodes"]) == NODES, status
-    observe(f"the playbook took {took:.0f} s for 3 nodes; {len(stream.sent)} tasks published, each ran once")
+    observe(
+        f"the playbook took {took:.0f} s for 3 nodes; {len(stream.sent)} tasks published, none lost, {len(twice)} "
+        "ran twice (redelivered: a drained node closed the worker's connection before their acknowledgement)"
+    )
