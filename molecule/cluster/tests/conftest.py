@@ -13,15 +13,14 @@ import testinfra
 PROJECT = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(PROJECT / "molecule" / "stack" / "tests"))
 
+# The reliability rows (docs/reliability.md, with the stack scenario's of the same release).
+import reliability_hooks  # noqa: E402  (found through the path above)
 from cluster_helpers import BROKERS  # noqa: E402  (found through the path above)
 
-# The reliability rows (docs/reliability.md, with the stack scenario's of the same release).
-from reliability_hooks import (  # noqa: E402, F401
-    observe,
-    pytest_configure,
-    pytest_runtest_makereport,
-    pytest_sessionfinish,
-)
+observe = reliability_hooks.observe
+pytest_configure = reliability_hooks.pytest_configure
+pytest_runtest_makereport = reliability_hooks.pytest_runtest_makereport
+pytest_sessionfinish = reliability_hooks.pytest_sessionfinish
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,12 @@ import testinfra
 PROJECT = pathlib.Path(__file__).resolve().parents[3]
 
 # The reliability rows: the marker, the `observe` fixture and the session's rows (imported: pytest finds them here).
-from reliability_hooks import (  # noqa: E402, F401
-    observe,
-    pytest_configure,
-    pytest_runtest_makereport,
-    pytest_sessionfinish,
-)
+import reliability_hooks  # noqa: E402  (found through the path above)
+
+observe = reliability_hooks.observe
+pytest_configure = reliability_hooks.pytest_configure
+pytest_runtest_makereport = reliability_hooks.pytest_runtest_makereport
+pytest_sessionfinish = reliability_hooks.pytest_sessionfinish
 
 
 def _inventory(request):
