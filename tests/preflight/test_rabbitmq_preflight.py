@@ -201,7 +201,7 @@ BAD_CLUSTER_INPUT = {
     ),
     "cluster cookie shorter than 32": (
         {"rabbitmq_cluster_hosts": ["localhost", "b2", "b3"], "rabbitmq_erlang_cookie": STRONG_COOKIE[:24]},
-        "at least 32 letters and digits (this host's: shorter than 32 characters",
+        "at least 32 letters and digits (on this host: shorter than 32 characters",
     ),
     "delivery limit zero": ({"rabbitmq_quorum_delivery_limit": 0}, "rabbitmq_quorum_delivery_limit (0)"),
     "dead-letter queue in the reserved namespace": (
