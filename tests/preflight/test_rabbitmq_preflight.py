@@ -252,3 +252,41 @@ def test_a_cluster_of_three_passes_preflight(tmp_path):
     assert proc.returncode == 0, output
     assert re.search(r"localhost\s+: ok=\d+\s+changed=0 .*failed=0", output), output
     assert not credentials.exists()
+
+
+def _run_release_check(tmp_path, majors):
+    """The role's check of the cluster's releases on three local hosts probed as Debian ``majors``."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        "[rabbitmq]\n"
+        + "".join(
+            f"b{number} debian_major={major} ansible_python_interpreter={sys.executable}\n"
+            for number, major in enumerate(majors, start=1)
+        )
+    )
+    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(PLAYBOOK.with_name("rabbitmq_cluster_release.yml"))],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_cluster_mixing_rabbitmq_series_fails_before_any_change(tmp_path):
+    """Debian 12 (RabbitMQ 3.10) beside Debian 13 (RabbitMQ 4.0): the 3.10 node could never join."""
+    proc = _run_release_check(tmp_path, ["13", "12", "13"])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "b1: Debian 13, b2: Debian 12, b3: Debian 13" in output, output
+    assert "rabbitmq_cluster_hosts" in output, output
+
+
+def test_a_cluster_of_one_release_passes_the_release_check(tmp_path):
+    proc = _run_release_check(tmp_path, ["12", "12", "12"])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert re.search(r"b1\s+: ok=\d+\s+changed=0 .*failed=0", output), output

@@ -233,6 +233,18 @@ BROKER_LINK_CASES = {
         {"celeryops_broker_tls": False},
         ["workers_broker_tls (False)", "port 5672", "rabbitmq_amqp_address", "(127.0.0.1)", "not loopback"],
     ),
+    # Classic queues declared on a broker whose task queues are quorum queues (and the reverse would be refused
+    # by the broker itself, PRECONDITION_FAILED on the first declaration).
+    "classic queues on a quorum broker": (
+        "          rabbitmq_default_queue_type: quorum\n",
+        {"workers_broker_queue_type": "classic"},
+        ["workers_broker_queue_type (classic)", "rabbitmq_default_queue_type of mq (quorum)"],
+    ),
+    "the broker host among its own failover hosts": (
+        "",
+        {"workers_broker_failover_hosts": ["mq"]},
+        ["workers_broker_failover_hosts (['mq'])", "without workers_broker_host (mq)"],
+    ),
 }
 
 
