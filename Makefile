@@ -81,7 +81,7 @@ unit: venv ## Unit tests (pytest) of modules and scripts.
 sanity: venv ## ansible-test sanity on a generated ansible_collections/celeryops/stack tree.
 	@lab/sanity.sh
 
-molecule: venv ## The molecule scenarios roles and stack on every Debian release, side by side (lab/molecule-releases.sh).
+molecule: venv ## The molecule scenarios stack and cluster on every Debian release, side by side (lab/molecule-releases.sh).
 	@lab/molecule-releases.sh $(RELEASES)
 
 bench: venv ## Benchmarks on the running lab (make lab first, LAB_RELEASE as for it); results in docs/. See bench/README.md.

@@ -2,8 +2,9 @@
 
     python hacking/reliability_report.py ROWS_DIR OUTPUT
 
-ROWS_DIR holds ``faults-<release>.jsonl`` (the stack scenario, one per Debian release) and ``mistakes.jsonl``
-(the preflight tests). Exits 1, after writing the report, when a row failed or when a part is missing.
+ROWS_DIR holds ``faults-<release>.jsonl`` (the stack and cluster scenarios, one per Debian release) and
+``mistakes.jsonl`` (the preflight tests). Exits 1, after writing the report, when a row failed or when a part is
+missing.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def render(parts):
         "# Reliability report",
         "",
         "Written by `make test` (`hacking/reliability_report.py`) from the rows its test sessions recorded: the faults",
-        "the stack scenario inflicts on a converged lab under load, the requests it must refuse and the secrets it",
-        "must not leak, on each Debian release; and the operator mistakes the preflight tests try against each role.",
+        "the stack and cluster scenarios inflict on a converged lab under load, the requests it must refuse and the",
+        "secrets it must not leak, on each Debian release; and the operator mistakes the preflight tests try against",
+        "each role.",
         "Every row is a test; `make test` fails when one fails.",
         "",
         f"{len(rows)} rows, {failed} failed.",

@@ -1,4 +1,5 @@
-"""Fixtures of the cluster scenario: its three brokers and two app hosts, and the controller's credentials.
+"""Fixtures of the cluster scenario: its three brokers, two app hosts and monitoring host, and the controller's
+credentials.
 
 The stack scenario's helpers (molecule/stack/tests) serve here too: they are found through the path below.
 """
@@ -49,6 +50,11 @@ def app1(inventory):
 @pytest.fixture(scope="session")
 def app2(inventory):
     return testinfra.get_host(f"ansible://app2?ansible_inventory={inventory}")
+
+
+@pytest.fixture(scope="session")
+def monitor(inventory):
+    return testinfra.get_host(f"ansible://monitor?ansible_inventory={inventory}")
 
 
 @pytest.fixture(scope="session")
