@@ -434,6 +434,7 @@ def main(argv=None):
     parser.add_argument("--green-pool", default="eventlet", help="the green pool of the memory comparison")
     parser.add_argument("--green-memory-concurrency", type=int, default=256)
     parser.add_argument("--prefork-memory-concurrency", type=int, default=8)
+    parser.add_argument("--no-memory", action="store_true", help="throughput rows only (bench/run_cluster_bench.py)")
     args = parser.parse_args(argv)
     args.group = args.group or args.user
 
@@ -458,15 +459,22 @@ def main(argv=None):
         tasks = args.default_tasks if celery_default else args.tasks
         rows += throughput(args, app, pool, concurrency, heartbeat, label, not celery_default, patterns, tasks)
     green_heartbeat, _label = heartbeat_of(args.green_pool, False)
-    memory_rows = [
-        memory(args, app, args.green_pool, args.green_memory_concurrency, green_heartbeat),
-        memory(args, app, "prefork", args.prefork_memory_concurrency, None),
-    ]
+    memory_rows = (
+        []
+        if args.no_memory
+        else [
+            memory(args, app, args.green_pool, args.green_memory_concurrency, green_heartbeat),
+            memory(args, app, "prefork", args.prefork_memory_concurrency, None),
+        ]
+    )
     result = {
         "celery": celery_version,
         "python": sys.version.split()[0],
         "host": os.uname().nodename,
         "debian": debian_release(),
+        # What the workers' environment tells Celery to declare (the workers role: quorum with a cluster).
+        "queue_type": environment.get("CELERYOPS_BROKER_QUEUE_TYPE", "classic"),
+        "brokers": environment.get("CELERY_BROKER_URL", "").count(";") + 1,
         "throughput": rows,
         "memory": memory_rows,
     }
