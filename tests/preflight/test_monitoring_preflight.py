@@ -80,3 +80,18 @@ def test_plain_metrics_on_an_address_the_scrape_reaches_pass(tmp_path):
                   "--tags", "monitoring_preflight", inventory=inventory)  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
+
+
+def test_the_node_scrape_needs_the_client_certificate_without_broker_tls(tmp_path):
+    inventory = "[rabbitmq]\nmq rabbitmq_tls=false rabbitmq_prometheus_address=10.0.0.5\n[flower]\nweb\n"
+    variables = {
+        "monitoring_rabbitmq_tls": False,
+        "monitoring_rabbitmq_port": 15692,
+        "monitoring_tls_cert_file": "/nonexistent/monitor.crt",
+    }
+    _refused(_run(tmp_path, variables, inventory=inventory), "monitoring_node_hosts", "/nonexistent/monitor.crt")
+    # The twin: without node exporters to scrape, nothing asks for the client certificate.
+    result = _run(tmp_path, {**variables, "monitoring_node_hosts": []}, "--tags", "monitoring_preflight",
+                  inventory=inventory)  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
