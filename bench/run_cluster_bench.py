@@ -133,7 +133,7 @@ def markdown(results):
         first = result["rounds"][0]
         lines += [
             "",
-            f"## {first['single']['debian']} (measured {result['date']}, {len(result['rounds'])} rounds, Celery "
+            f"## Debian {first['single']['debian']} (measured {result['date']}, {len(result['rounds'])} rounds, Celery "
             f"{first['single']['celery']})",
             "",
             f"Bench arguments: `{' '.join(result['bench_args'])}`; queue types declared: single "
