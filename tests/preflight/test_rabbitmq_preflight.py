@@ -22,9 +22,12 @@ FIRST_TASK_AFTER_PREFLIGHT = "Resolve the broker's passwords and Erlang cookie"
 WEAK_SECRET = "weak-Secret-42"
 
 
-def run_role(tmp_path, extra_vars, *options, inventory="localhost,", credentials=None, environment=None):
-    """Run the role on localhost in check mode with extra_vars (JSON keeps their types), from ``inventory``, with
-    the credentials directory ``credentials`` (``tmp_path``/credentials) and ``environment`` added."""
+def run_role(
+    tmp_path, extra_vars, *options, inventory="localhost,", credentials=None, environment=None, playbook=PLAYBOOK
+):
+    """Run the role (``playbook``) on localhost in check mode with extra_vars (JSON keeps their types), from
+    ``inventory``, with the credentials directory ``credentials`` (``tmp_path``/credentials) and ``environment``
+    added."""
     credentials = credentials or tmp_path / "credentials"
     env = dict(
         os.environ,
@@ -38,7 +41,7 @@ def run_role(tmp_path, extra_vars, *options, inventory="localhost,", credentials
     )
     variables = {"rabbitmq_credentials_dir": str(credentials), **tls_variables(tmp_path / "tls"), **extra_vars}
     proc = subprocess.run(
-        ["ansible-playbook", "--check", "-i", str(inventory), str(PLAYBOOK), "-e", json.dumps(variables), *options],
+        ["ansible-playbook", "--check", "-i", str(inventory), str(playbook), "-e", json.dumps(variables), *options],
         cwd=PROJECT,
         env=env,
         capture_output=True,
@@ -264,16 +267,10 @@ def _run_release_check(tmp_path, majors):
             for number, major in enumerate(majors, start=1)
         )
     )
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(PLAYBOOK.with_name("rabbitmq_cluster_release.yml"))],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    proc, _credentials = run_role(
+        tmp_path, {}, inventory=inventory, playbook=PLAYBOOK.with_name("rabbitmq_cluster_release.yml")
     )
+    return proc
 
 
 def test_a_cluster_mixing_rabbitmq_series_fails_before_any_change(tmp_path):
