@@ -37,24 +37,28 @@ def credentials_dir(inventory):
     return pathlib.Path(inventory).parent / "credentials"
 
 
+def _get(inventory, name):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
+
+
 @pytest.fixture(scope="session")
 def brokers(inventory):
-    return {name: testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}") for name in BROKERS}
+    return {name: _get(inventory, name) for name in BROKERS}
 
 
 @pytest.fixture(scope="session")
 def app1(inventory):
-    return testinfra.get_host(f"ansible://app1?ansible_inventory={inventory}")
+    return _get(inventory, "app1")
 
 
 @pytest.fixture(scope="session")
 def app2(inventory):
-    return testinfra.get_host(f"ansible://app2?ansible_inventory={inventory}")
+    return _get(inventory, "app2")
 
 
 @pytest.fixture(scope="session")
 def monitor(inventory):
-    return testinfra.get_host(f"ansible://monitor?ansible_inventory={inventory}")
+    return _get(inventory, "monitor")
 
 
 @pytest.fixture(scope="session")
