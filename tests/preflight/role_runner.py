@@ -58,3 +58,15 @@ def failed_task(output):
     failure = re.search(r"^(fatal|failed): \[localhost\]", output, re.M)
     assert failure, output[-3000:]
     return re.findall(r"^TASK \[([^\]]*)\]", output[: failure.start()], re.M)[-1]
+
+
+def refused(result, role, *names):
+    """The output of a run of ``role`` that must have stopped in its argument validation or preflight: it failed,
+    named each of ``names``, changed nothing, and its first failure is one of the role's checks."""
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    for name in names:
+        assert name in output, output[-3000:]
+    assert changed(output) == 0, output[-3000:]
+    assert re.match(rf"celeryops\.stack\.{role} : (Validating arguments|Check )", failed_task(output))
+    return output

@@ -3,9 +3,9 @@
 A copy of the example gets what an operator adds: the vaulted secrets (here as extra variables, strong random
 values) and the TLS files its group_vars/all/tls.yml names (tls/ca.crt, tls/<host>.crt, tls/<host>.key). Then
 site.yml runs in check mode against the local machine standing in for every host, with only the argument
-validation and the preflight tags of the rabbitmq, supervisor, workers and Flower roles: each host's checks must
-pass, and nothing changes. A broker contract the example gets wrong (two users of one name, Flower on another user
-than the broker's, TLS on one side only) fails here.
+validation and the preflight tags of the rabbitmq, supervisor, workers, Flower and node exporter roles: each host's
+checks must pass, and nothing changes. A broker contract the example gets wrong (two users of one name, Flower on
+another user than the broker's, TLS on one side only) fails here.
 """
 
 import json
@@ -23,7 +23,7 @@ from tls_files import tls_variables
 PROJECT = pathlib.Path(__file__).resolve().parents[2]
 SITE = PROJECT / "playbooks" / "site.yml"
 EXAMPLE = PROJECT / "inventories" / "production"
-TAGS = "rabbitmq_preflight,supervisor_preflight,workers_preflight,flower_preflight"
+TAGS = "rabbitmq_preflight,supervisor_preflight,workers_preflight,flower_preflight,node_exporter_preflight"
 VAULTED = [
     "vault_rabbitmq_app_password",
     "vault_rabbitmq_flower_password",
@@ -104,6 +104,7 @@ def test_the_production_example_passes_every_preflight(tmp_path):
         "celeryops.stack.rabbitmq : Check the TLS files",
         "celeryops.stack.workers : Check that the workers use the vhost and user the broker is given",
         "celeryops.stack.flower : Check that Flower uses the vhost and users the broker is given",
+        "celeryops.stack.node_exporter : Check the TLS files",
     ):
         assert f"TASK [{task}]" in output, task
     for name, secret in vaulted.items():

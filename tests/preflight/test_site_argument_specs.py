@@ -68,6 +68,11 @@ CASES = {
     ),
     "flower: a port that is no integer": ("flower", {"flower_port": "http"}, "flower_port"),
     "flower: an unknown log level": ("flower", {"flower_log_level": "loud"}, "flower_log_level"),
+    "node_exporter: a TLS switch that is no boolean": (
+        "monitoring",
+        {"node_exporter_tls": "sometimes"},
+        "node_exporter_tls",
+    ),
 }
 
 

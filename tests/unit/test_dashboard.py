@@ -24,8 +24,8 @@ PROMTOOL_SCRIPT = REPO / "hacking" / "promtool.sh"
 DATASOURCE_UID = "${DS_PROMETHEUS}"
 
 # Metric names the monitoring role's scrapes produce, as found in dumps of Debian 12's RabbitMQ 3.10.8
-# (/metrics, and /metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count) and of Flower 2
-# (/metrics) on the lab. Only the families a dashboard may reasonably use are listed.
+# (/metrics, and /metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count), of Flower 2
+# (/metrics) and of the node exporter on the lab. Only the families a dashboard may reasonably use are listed.
 SCRAPED = {
     # RabbitMQ /metrics/detailed, queue_coarse_metrics and queue_consumer_count
     "rabbitmq_detailed_queue_consumers",
@@ -57,6 +57,12 @@ SCRAPED = {
     "flower_worker_number_of_currently_executing_tasks",
     "flower_worker_online",
     "flower_worker_prefetched_tasks",
+    # Node exporter /metrics (Debian 12's 1.5.0 and Debian 13's 1.9.0, Debian's default collectors)
+    "node_cpu_seconds_total",
+    "node_filesystem_avail_bytes",
+    "node_filesystem_size_bytes",
+    "node_memory_MemAvailable_bytes",
+    "node_memory_MemTotal_bytes",
 }
 # Series Prometheus makes itself.
 PROMETHEUS_OWN = {"ALERTS", "ALERTS_FOR_STATE", "up"}
@@ -199,6 +205,9 @@ def test_panels_do_not_overlap():
         "flower_worker_number_of_currently_executing_tasks",
         "rabbitmq_process_resident_memory_bytes",
         "rabbitmq_process_open_fds",
+        "node_cpu_seconds_total",
+        "node_memory_MemAvailable_bytes",
+        "node_filesystem_avail_bytes",
         "ALERTS",
     ],
 )

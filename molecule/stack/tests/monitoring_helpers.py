@@ -25,6 +25,15 @@ def targets(monitor):
     return found
 
 
+def instances(monitor, job):
+    """{instance: health} of Prometheus's active targets of ``job``."""
+    return {
+        target["labels"]["instance"]: target["health"]
+        for target in api(monitor, f"{PROMETHEUS}/api/v1/targets?state=active")["data"]["activeTargets"]
+        if target["labels"]["job"] == job
+    }
+
+
 def matches(alert_labels, name, labels):
     return alert_labels.get("alertname") == name and all(alert_labels.get(k) == v for k, v in labels.items())
 

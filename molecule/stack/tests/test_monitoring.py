@@ -4,10 +4,11 @@ fault is cleared, in Prometheus and in Alertmanager (the lab's short delays: inv
 monitoring.yml). The broker-down alert is checked during the broker outage (test_broker_outage.py)."""
 
 import json
+import re
 import time
 
 import pytest
-from monitoring_helpers import ALERTMANAGER, PROMETHEUS, AlertClock, targets
+from monitoring_helpers import ALERTMANAGER, PROMETHEUS, AlertClock, instances, targets
 from stack_helpers import (
     APP,
     APP_DIR,
@@ -20,7 +21,9 @@ from stack_helpers import (
     wait_completed,
 )
 
-JOBS = {"prometheus", "alertmanager", "rabbitmq", "rabbitmq-queues", "flower"}
+JOBS = {"prometheus", "alertmanager", "rabbitmq", "rabbitmq-queues", "flower", "node"}
+# Every lab host runs the node exporter (celeryops.stack.node_exporter), scraped as <host>:9100.
+NODE_TARGETS = {"broker:9100", "app1:9100", "app2:9100", "monitor:9100"}
 NODE = "celery@celery.app2"  # app2's prefork worker: queues celery and imports
 STOPPED = ("app1", "celery-reports", "celery@reports.app1")  # host, program, node of the stopped worker
 IDS_FILE = "/var/tmp/celeryops-monitoring-ids.json"  # noqa: S108 (a file on the lab host app2)
@@ -86,30 +89,46 @@ def wait_targets_up(monitor, timeout=60):
 
 @pytest.mark.reliability(
     "Prometheus on `monitor` scrapes the stack",
-    "every target is up: Prometheus, Alertmanager, the broker node (HTTPS, client certificate), its queues, Flower",
+    "every target is up: Prometheus, Alertmanager, the broker node (HTTPS, client certificate), its queues, Flower, "
+    "the node exporter of every host (HTTPS, client certificate)",
 )
 def test_every_target_is_scraped(monitor, observe):
     found = wait_targets_up(monitor)
     assert set(found) >= JOBS, f"jobs missing from Prometheus's targets: {JOBS - set(found)}"
     assert all(h == "up" for health in found.values() for h in health), f"a target is not up: {found}"
+    assert instances(monitor, "node") == dict.fromkeys(NODE_TARGETS, "up")
     observe(f"{sum(len(h) for h in found.values())} targets up, jobs {sorted(found)}")
 
 
 @pytest.mark.reliability(
     "Anonymous clients on another host ask for the metrics and the monitoring APIs",
-    "the broker's HTTPS metrics refuse a client without certificate and its plain listener is not reachable; "
-    "Flower answers 401 without basic auth; Prometheus and Alertmanager are not reachable",
+    "the broker's HTTPS metrics and the node exporters refuse a client without certificate and the broker's plain "
+    "listener is not reachable (plain HTTP on the exporter's port gets 400, no metrics); Flower answers 401 without "
+    "basic auth; Prometheus and Alertmanager are not reachable",
 )
 def test_metrics_refuse_anonymous_clients(monitor, app2, flower_auth, observe):
     refusals = {
         "broker https 15691, no client certificate": http_from(app2, "https://broker:15691/metrics"),
         "broker http 15692": http_from(app2, "http://broker:15692/metrics"),
+        "node exporter https 9100 of app1, no client certificate": http_from(app2, "https://app1:9100/metrics"),
+        "node exporter https 9100 of monitor, no client certificate": http_from(app2, "https://monitor:9100/metrics"),
         "Flower /metrics, no basic auth": http_from(app2, f"{FLOWER_URL}/metrics"),
         "Prometheus 9090": http_from(app2, "http://monitor:9090/-/ready"),
         "Alertmanager 9093": http_from(app2, "http://monitor:9093/-/ready"),
         "Alertmanager cluster 9094": http_from(app2, "http://monitor:9094/"),
     }
     assert refusals.pop("Flower /metrics, no basic auth")["status"] == 401
+    # The exporter asks for a client certificate in the handshake and ends it with an alert when none comes (Go 1.19
+    # of Debian 12's exporter sends "bad certificate", later Go "certificate required").
+    for what, answer in refusals.items():
+        if what.startswith("node exporter"):
+            alert = re.search(r"ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED)", answer.get("error") or "")
+            assert alert, f"{what}: {answer}"
+    # Plain HTTP on the exporter's port gets Go's answer to HTTP on an HTTPS port, no metrics.
+    plain = http_from(app2, "http://app1:9100/metrics")
+    assert plain["status"] == 400, plain
+    assert "HTTPS server" in plain["body"], plain
+    assert "node_" not in plain["body"], plain
     for what, answer in refusals.items():
         assert answer["status"] is None, f"{what} answered: {answer}"
     # The twins: the same endpoints answer the clients they are meant for.
@@ -119,10 +138,12 @@ def test_metrics_refuse_anonymous_clients(monitor, app2, flower_auth, observe):
     assert http_from(monitor, f"{PROMETHEUS}/-/ready")["status"] == 200
     assert http_from(monitor, f"{ALERTMANAGER}/-/ready")["status"] == 200
     assert targets(monitor).get("rabbitmq") == ["up"], "the broker's metrics refuse the monitoring host's certificate"
+    assert instances(monitor, "node") == dict.fromkeys(NODE_TARGETS, "up"), "an exporter refuses Prometheus"
     errors = sorted({(answer.get("error") or "").split(":")[0] for answer in refusals.values()})
     observe(
-        f"Flower 401 without auth, 200 with it; the broker and monitoring ports refused ({', '.join(errors)}); "
-        "Prometheus scrapes the broker with its certificate"
+        "Flower 401 without auth, 200 with it; plain HTTP on the exporter's port 400; the broker, exporter and "
+        f"monitoring ports refused ({', '.join(errors)}); "
+        "Prometheus scrapes the broker and the node exporters with its certificate"
     )
 
 
@@ -192,22 +213,31 @@ def test_worker_queue_and_failure_alerts(monitor, app1, app2, observe):
 
 
 @pytest.mark.reliability(
-    "The broker's memory and disk alarms raised at run time (rabbitmqctl), and Flower stopped; then all undone",
-    "RabbitMQMemoryAlarm, RabbitMQDiskAlarm and MonitoringTargetDown (job flower) fire and reach Alertmanager, and "
-    "resolve once the alarms clear and Flower runs again",
+    "The broker's memory and disk alarms raised at run time (rabbitmqctl), Flower stopped, and app2's node exporter "
+    "stopped (systemctl); then all undone",
+    "RabbitMQMemoryAlarm, RabbitMQDiskAlarm, MonitoringTargetDown (job flower) and MonitoringTargetDown (job node, "
+    "instance app2:9100) fire and reach Alertmanager, and resolve once the alarms clear and Flower and the exporter "
+    "run again",
 )
-def test_broker_alarm_and_flower_down_alerts(monitor, broker, app1, observe):
+def test_broker_alarm_flower_and_exporter_down_alerts(monitor, broker, app1, app2, observe):
+    """One fault window for four alerts (the suite's time): each alert is timed on its own."""
     variables = broker.ansible.get_variables()
     disk_limit = str(variables.get("rabbitmq_disk_free_limit", "2GB"))
     watermark = str(variables.get("rabbitmq_vm_memory_high_watermark", 0.6))
     clock = AlertClock(
         monitor,
-        [("RabbitMQMemoryAlarm", {}), ("RabbitMQDiskAlarm", {}), ("MonitoringTargetDown", {"job": "flower"})],
+        [
+            ("RabbitMQMemoryAlarm", {}),
+            ("RabbitMQDiskAlarm", {}),
+            ("MonitoringTargetDown", {"job": "flower"}),
+            ("MonitoringTargetDown", {"job": "node", "instance": "app2:9100"}),
+        ],
     )
     try:
         assert broker.run("rabbitmqctl set_vm_memory_high_watermark 0.0001").rc == 0
         assert broker.run("rabbitmqctl set_disk_free_limit 100000GB").rc == 0
         assert app1.run("supervisorctl stop flower").rc == 0
+        assert app2.run("systemctl stop prometheus-node-exporter").rc == 0
         clock.wait_fired(90)
     finally:
         # Every clean-up runs, whatever failed before it; they are checked after. Resolution is timed from the
@@ -216,9 +246,11 @@ def test_broker_alarm_and_flower_down_alerts(monitor, broker, app1, observe):
         disk = broker.run("rabbitmqctl set_disk_free_limit %s", disk_limit)
         memory = broker.run("rabbitmqctl set_vm_memory_high_watermark %s", watermark)
         flower = app1.run("supervisorctl start flower")
+        exporter = app2.run("systemctl start prometheus-node-exporter")
     assert disk.rc == 0, disk.stderr
     assert memory.rc == 0, memory.stderr
     assert flower.rc == 0, flower.stdout + flower.stderr
+    assert exporter.rc == 0, exporter.stderr
     clock.wait_resolved(120)
     observe(clock.summary())
 

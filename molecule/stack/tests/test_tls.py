@@ -16,9 +16,15 @@ from stack_helpers import BROKER_CA_FILE, CA_FILE, FLOWER_URL, http_from
 # A CA of the test's own on app1: a client that trusts it, not the lab CA, must be refused.
 OTHER_CA = "/root/celeryops-test-other-ca.crt"
 # Non-loopback TCP listeners each lab host may have: the TLS ones (Erlang's epmd and distribution port serve the
-# broker's loopback; the broker's metrics over HTTPS require a client certificate; Prometheus and Alertmanager serve
-# the monitoring host's loopback).
-TLS_LISTENERS = {"broker": {5671, 15671, 15691}, "app1": {5555}, "app2": set(), "monitor": set()}
+# broker's loopback; the broker's metrics and every host's node exporter (9100) over HTTPS require a client
+# certificate; Prometheus and Alertmanager serve the monitoring host's loopback).
+NODE_EXPORTER = 9100
+TLS_LISTENERS = {
+    "broker": {5671, 15671, 15691, NODE_EXPORTER},
+    "app1": {5555, NODE_EXPORTER},
+    "app2": {NODE_EXPORTER},
+    "monitor": {NODE_EXPORTER},
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +63,9 @@ def _listeners(host):
 @pytest.mark.parametrize("name", ["broker", "app1", "app2", "monitor"])
 @pytest.mark.reliability(
     "TCP listeners on non-loopback addresses (ss -ltn), every lab host",
-    "TLS ports only (AMQPS 5671, HTTPS management 15671, HTTPS metrics 15691 with a client certificate, Flower "
-    "5555); plain AMQP, HTTP, metrics, epmd and Erlang's distribution, Prometheus and Alertmanager on loopback",
+    "TLS ports only (AMQPS 5671, HTTPS management 15671, HTTPS metrics 15691 and the node exporter's 9100 with a "
+    "client certificate, Flower 5555); plain AMQP, HTTP, metrics, epmd and Erlang's distribution, Prometheus and "
+    "Alertmanager on loopback",
 )
 def test_no_cleartext_listener_outside_loopback(request, name, observe):
     host = request.getfixturevalue(name)
@@ -138,7 +145,11 @@ def test_every_client_connection_is_tls(broker, observe):
 
 @pytest.mark.parametrize(
     ("name", "path", "group"),
-    [("broker", "/etc/rabbitmq/tls/server.key", "rabbitmq"), ("app1", "/etc/flower/flower.key", "flower")],
+    [
+        ("broker", "/etc/rabbitmq/tls/server.key", "rabbitmq"),
+        ("app1", "/etc/flower/flower.key", "flower"),
+        ("app2", "/etc/prometheus-node-exporter/server.key", "prometheus"),
+    ],
 )
 @pytest.mark.reliability("TLS private keys on the hosts", "root:<service group> 0640, unreadable by others")
 def test_keys_are_private(request, name, path, group, observe):
