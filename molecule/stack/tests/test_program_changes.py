@@ -1,7 +1,8 @@
 """Every way a converge stops a worker goes through the quiesce and loses or repeats no task (issue 13).
 
-A prefork worker `changes` (queue `changes`) runs on app1 and app2. While a stream of long and short tasks is in
-flight on both, `site.yml --limit app2` changes the worker's concurrency (twice), `site.yml` changes supervisord.conf
+A prefork worker `changes` (queue `changes`) runs on app1 and app2. While app1 publishes long and short tasks to
+both, batch after batch for as long as the converge runs (as an application keeps publishing during a deploy),
+`site.yml --limit app2` changes the worker's concurrency (twice), `site.yml` changes supervisord.conf
 on both app hosts (and back: supervisord restarts one host at a time), and finally `site.yml --limit app2` removes
 the worker from app2 (twice: it is declared again in between). After each round every
 task sent is in the completion ledgers exactly once, app2's worker log shows the quiesce (`Canceling queue
@@ -10,6 +11,7 @@ changes`) followed by tasks that finished during the warm shutdown, and the work
 
 import json
 import re
+import threading
 import time
 
 import pytest
@@ -26,13 +28,16 @@ QUEUE = "changes"
 PROGRAM = "celery-changes"
 WORKER = {"name": "changes", "queues": [QUEUE], "pool": "prefork", "concurrency": 4, "startsecs": 3}
 LOG = f"/var/log/celery/{PROGRAM}.log"
-# About 35 s of work for the two workers' 8 processes: the converge reaches the program while tasks run.
-LONG_TASKS = (40, 5.0)  # count, seconds
-SHORT_TASKS = (400, 0.2)
+# One batch: about 3.5 s of work for the two workers' 8 processes. A batch leaves every few seconds for as long as
+# the converge runs, and the first one before it starts: tasks run whenever the converge reaches the program, however
+# long it takes to get there.
+LONG_TASKS = (4, 5.0)  # count, seconds
+SHORT_TASKS = (40, 0.2)
+BATCH_PAUSE = 3.0  # seconds between the end of one batch's publishing and the next
 
 
 def plan():
-    """Long tasks spread among the short ones, so that long ones run whenever a worker stops."""
+    """One batch: long tasks spread among the short ones, so that long ones run whenever a worker stops."""
     long_count, long_seconds = LONG_TASKS
     short_count, short_seconds = SHORT_TASKS
     every = short_count // long_count
@@ -42,6 +47,42 @@ def plan():
             tasks.append([long_seconds, QUEUE])
         tasks.append([short_seconds, QUEUE])
     return tasks
+
+
+class Publisher:
+    """Publishes a batch from ``host``, then one every BATCH_PAUSE seconds in a thread until stopped; ``sent`` holds
+    every task id sent."""
+
+    def __init__(self, host):
+        self.host = host
+        self.sent = []
+        self.failure = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _publish(self):
+        batch = send_tasks(self.host, plan())
+        assert len(set(batch)) == len(batch) == LONG_TASKS[0] + SHORT_TASKS[0]
+        self.sent.extend(batch)
+
+    def _run(self):
+        try:
+            while not self._stop.wait(BATCH_PAUSE):
+                self._publish()
+        except Exception as error:  # noqa: BLE001 - reported by stop(), in the test's thread
+            self.failure = error
+
+    def __enter__(self):
+        self._publish()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        if self.failure is not None and exc[0] is None:
+            raise AssertionError(f"publishing stopped with {self.failure!r}") from self.failure
+        return False
 
 
 def restart_window(host):
@@ -96,16 +137,16 @@ class Stack:
         return run_playbook(self.inventory, SITE, *args, extra_vars=path, timeout=900)
 
     def under_load(self, *args, limit="app2", quiesced=("app2",), **kwargs):
-        """Send the stream, converge `limit` with it in flight, wait for every task; returns app2's log of it.
+        """Converge `limit` while tasks are published, wait for every task sent; returns app2's log of it.
 
         Each host of ``quiesced`` must have quiesced its worker, and one of them while tasks ran: when the converge
         goes host by host, the stream may be over before it reaches the last one."""
         offsets = {name: log_size(self.hosts[name]) for name in quiesced}
         for host in self.hosts.values():
             host.run("rm -f /var/lib/celery/ledger/celery@%s.*.jsonl", QUEUE)
-        sent = send_tasks(self.hosts["app1"], plan())
-        assert len(set(sent)) == len(sent) == LONG_TASKS[0] + SHORT_TASKS[0]
-        self.converge("--limit", limit, *args, **kwargs)
+        with Publisher(self.hosts["app1"]) as publisher:
+            self.converge("--limit", limit, *args, **kwargs)
+        sent = publisher.sent
         counts = self.wait_done(sent)
         missing = set(sent) - set(counts)
         duplicated = {task: n for task, n in counts.items() if n > 1}
@@ -164,7 +205,7 @@ def stack(inventory, app1, app2, tmp_path_factory):
 
 @pytest.mark.parametrize("concurrency", [3, 4])
 @pytest.mark.reliability(
-    "site.yml changes a worker's concurrency on app2 while 440 tasks are in flight",
+    "site.yml changes a worker's concurrency on app2 while tasks are published throughout",
     "quiesce and warm shutdown first, then the new settings; 0 lost, 0 duplicated, no WorkerLostError",
 )
 def test_a_settings_change_drains_the_worker_first(stack, concurrency, observe):
@@ -177,7 +218,7 @@ def test_a_settings_change_drains_the_worker_first(stack, concurrency, observe):
 
 @pytest.mark.parametrize("loglevel", ["debug", "info"])
 @pytest.mark.reliability(
-    "site.yml changes supervisord.conf on both app hosts (supervisord restarts) while 440 tasks are in flight",
+    "site.yml changes supervisord.conf on both app hosts (supervisord restarts) while tasks are published throughout",
     "every worker quiesced and stopped warm before supervisord restarts, one host at a time (the two restarts do "
     "not overlap); 0 lost, 0 duplicated",
 )
@@ -200,7 +241,7 @@ def test_a_supervisord_restart_drains_the_workers_first(stack, loglevel, observe
 
 @pytest.mark.parametrize("attempt", [1, 2])
 @pytest.mark.reliability(
-    "site.yml removes a worker from app2 while 440 tasks are in flight",
+    "site.yml removes a worker from app2 while tasks are published throughout",
     "the worker is quiesced and stopped warm, then removed; 0 lost, 0 duplicated",
 )
 def test_removing_the_worker_drains_it_first(stack, attempt, observe):
