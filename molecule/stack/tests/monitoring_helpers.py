@@ -34,6 +34,23 @@ def instances(monitor, job):
     }
 
 
+def active_targets(monitor):
+    """{(job, instance)} of Prometheus's active targets."""
+    return {
+        (target["labels"]["job"], target["labels"]["instance"])
+        for target in api(monitor, f"{PROMETHEUS}/api/v1/targets?state=active")["data"]["activeTargets"]
+    }
+
+
+def ever_scraped(monitor):
+    """{(job, instance)} of every `up` series in Prometheus's storage since its first start: each target it ever
+    scraped, also those of a configuration it no longer runs."""
+    return {
+        (series["job"], series["instance"])
+        for series in api(monitor, f"{PROMETHEUS}/api/v1/series?match%5B%5D=up&start=0")["data"]
+    }
+
+
 def matches(alert_labels, name, labels):
     return alert_labels.get("alertname") == name and all(alert_labels.get(k) == v for k, v in labels.items())
 
