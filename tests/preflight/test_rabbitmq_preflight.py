@@ -6,16 +6,14 @@ was generated. No lab needed.
 """
 
 import json
-import os
 import pathlib
 import re
-import subprocess
 import sys
 
 import pytest
+from role_runner import run_playbook
 from tls_files import tls_variables
 
-PROJECT = pathlib.Path(__file__).resolve().parents[2]
 PLAYBOOK = pathlib.Path(__file__).with_name("rabbitmq_preflight.yml")
 # The first task after the preflight stage: if it shows up, preflight let the bad input through.
 FIRST_TASK_AFTER_PREFLIGHT = "Resolve the broker's passwords and Erlang cookie"
@@ -29,27 +27,14 @@ def run_role(
     ``inventory``, with the credentials directory ``credentials`` (``tmp_path``/credentials) and ``environment``
     added."""
     credentials = credentials or tmp_path / "credentials"
-    env = dict(
-        os.environ,
-        **(environment or {}),
-        ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-        ANSIBLE_CACHE_PLUGIN="memory",
-    )
+    quiet = {
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+        "ANSIBLE_CACHE_PLUGIN": "memory",
+    }
     variables = {"rabbitmq_credentials_dir": str(credentials), **tls_variables(tmp_path / "tls"), **extra_vars}
-    proc = subprocess.run(
-        ["ansible-playbook", "--check", "-i", str(inventory), str(playbook), "-e", json.dumps(variables), *options],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return proc, credentials
+    argv = ["--check", "-i", str(inventory), str(playbook), "-e", json.dumps(variables), *options]
+    return run_playbook(argv, {**quiet, **(environment or {})}, timeout=120), credentials
 
 
 BAD_INPUT = {
