@@ -19,6 +19,20 @@ def _ansible_playbook():
     return found
 
 
+def run_playbook(argv, environment=None, timeout=300):
+    """ansible-playbook ``argv`` from the project, with its ansible.cfg, no colours and ``environment`` added."""
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        **(environment or {}),
+    }
+    return subprocess.run(
+        [_ansible_playbook(), *argv], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def run_role(tmp_path, role, extra_vars, *args, inventory=""):
     """ansible-playbook --check of ``role`` on localhost with ``extra_vars``; ``inventory`` is appended to the
     inventory (INI lines, e.g. a group of brokers with their host variables)."""
@@ -30,20 +44,15 @@ def run_role(tmp_path, role, extra_vars, *args, inventory=""):
     (tmp_path / "hosts.ini").write_text(
         f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n{inventory}\n"
     )
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(PROJECT / "collections"),
-        ANSIBLE_ROLES_PATH=str(PROJECT / "roles"),
-        ANSIBLE_FACT_CACHING="memory",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-    )
     link = PROJECT / "collections" / "ansible_collections" / "celeryops" / "stack"
     assert link.exists(), "run `make collection-link` first"
-    cmd = [_ansible_playbook(), "--check", "-i", str(tmp_path / "hosts.ini"), "-e", "@" + str(tmp_path / "vars.json")]
-    cmd += [*args, str(tmp_path / "play.yml")]
-    return subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    argv = ["--check", "-i", str(tmp_path / "hosts.ini"), "-e", "@" + str(tmp_path / "vars.json")]
+    environment = {
+        "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / "collections"),
+        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+        "ANSIBLE_FACT_CACHING": "memory",
+    }
+    return run_playbook([*argv, *args, str(tmp_path / "play.yml")], environment)
 
 
 def changed(output):

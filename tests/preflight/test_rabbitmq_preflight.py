@@ -6,16 +6,14 @@ was generated. No lab needed.
 """
 
 import json
-import os
 import pathlib
 import re
-import subprocess
 import sys
 
 import pytest
+from role_runner import run_playbook
 from tls_files import tls_variables
 
-PROJECT = pathlib.Path(__file__).resolve().parents[2]
 PLAYBOOK = pathlib.Path(__file__).with_name("rabbitmq_preflight.yml")
 # The first task after the preflight stage: if it shows up, preflight let the bad input through.
 FIRST_TASK_AFTER_PREFLIGHT = "Resolve the broker's passwords and Erlang cookie"
@@ -29,27 +27,14 @@ def run_role(
     ``inventory``, with the credentials directory ``credentials`` (``tmp_path``/credentials) and ``environment``
     added."""
     credentials = credentials or tmp_path / "credentials"
-    env = dict(
-        os.environ,
-        **(environment or {}),
-        ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-        ANSIBLE_CACHE_PLUGIN="memory",
-    )
+    quiet = {
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+        "ANSIBLE_CACHE_PLUGIN": "memory",
+    }
     variables = {"rabbitmq_credentials_dir": str(credentials), **tls_variables(tmp_path / "tls"), **extra_vars}
-    proc = subprocess.run(
-        ["ansible-playbook", "--check", "-i", str(inventory), str(playbook), "-e", json.dumps(variables), *options],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return proc, credentials
+    argv = ["--check", "-i", str(inventory), str(playbook), "-e", json.dumps(variables), *options]
+    return run_playbook(argv, {**quiet, **(environment or {})}, timeout=120), credentials
 
 
 BAD_INPUT = {
@@ -287,3 +272,48 @@ def test_a_cluster_of_one_release_passes_the_release_check(tmp_path):
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     assert re.search(r"b1\s+: ok=\d+\s+changed=0 .*failed=0", output), output
+
+
+def _run_cookie_check(tmp_path, nodes):
+    """The role's check of the cookies of a running cluster on three local hosts b1..b3; ``nodes`` gives each one's
+    (service state, cookie on disk), and the run's cookie is STRONG_COOKIE."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        "[rabbitmq]\n"
+        + "".join(
+            f"b{number} service={service} disk_cookie='{cookie}' ansible_python_interpreter={sys.executable}\n"
+            for number, (service, cookie) in enumerate(nodes, start=1)
+        )
+    )
+    proc, _credentials = run_role(
+        tmp_path,
+        {"rabbitmq_cluster_hosts": ["b1", "b2", "b3"], "rabbitmq_erlang_cookie": STRONG_COOKIE},
+        inventory=inventory,
+        playbook=PLAYBOOK.with_name("rabbitmq_cluster_cookie.yml"),
+    )
+    return proc.stdout + proc.stderr, proc.returncode
+
+
+def test_a_running_node_with_another_cookie_is_refused_before_any_change(tmp_path):
+    """b2's broker runs with a cookie that is not the run's: writing the new one would cut it off from b1 and b3. A
+    stopped node (b3) may get the new cookie, and so may a running one without a cookie file yet."""
+    other = STRONG_COOKIE[::-1]
+    output, returncode = _run_cookie_check(
+        tmp_path, [("active", STRONG_COOKIE), ("active", other), ("inactive", other)]
+    )
+    assert returncode != 0, output
+    flat = " ".join(output.split())  # the message as one line: the YAML callback wraps it
+    assert "The Erlang cookie of b2 (/var/lib/rabbitmq/.erlang.cookie) is not the one this run would" in flat, output
+    assert "rabbitmq_erlang_cookie" in output, output
+    # b1's change is the controller's credentials directory (run once, on the first host).
+    assert re.search(r"b1\s+: ok=\d+\s+changed=\d+ .*failed=0", output), output
+    assert re.search(r"b3\s+: ok=\d+\s+changed=0 .*failed=0", output), output
+    assert STRONG_COOKIE not in output, "a cookie was printed"
+    assert other not in output, "a cookie was printed"
+
+
+def test_running_nodes_with_the_runs_cookie_pass_the_cookie_check(tmp_path):
+    output, returncode = _run_cookie_check(
+        tmp_path, [("active", STRONG_COOKIE), ("active", STRONG_COOKIE), ("active", "")]
+    )
+    assert returncode == 0, output

@@ -7,15 +7,12 @@ site.yml itself against localhost, the host in the one group whose role is under
 """
 
 import json
-import os
-import pathlib
-import subprocess
 import sys
 
 import pytest
+from role_runner import PROJECT, run_playbook
 from tls_files import tls_variables
 
-PROJECT = pathlib.Path(__file__).resolve().parents[2]
 SITE = PROJECT / "playbooks" / "site.yml"
 
 INVENTORY = """---
@@ -82,16 +79,7 @@ def test_site_refuses_a_wrong_type_in_argument_validation(tmp_path, group, varia
     inventory.write_text(INVENTORY.format(group=group, python=sys.executable))
     extra = tmp_path / "vars.json"
     extra.write_text(json.dumps({**tls_variables(tmp_path / "tls"), **variables}))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    result = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(SITE), "--check", "-e", f"@{extra}"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_playbook(["-i", str(inventory), str(SITE), "--check", "-e", f"@{extra}"])
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     failed = [block for block in output.split("TASK [") if "fatal:" in block]

@@ -1,14 +1,11 @@
 """playbooks/site.yml deploys the node exporter on every host Prometheus scrapes, and only when the group
 `monitoring` has a host: an inventory without monitoring gets nothing new (ansible-playbook --list-hosts)."""
 
-import os
-import pathlib
 import re
-import subprocess
 
 import pytest
+from role_runner import PROJECT, run_playbook
 
-PROJECT = pathlib.Path(__file__).resolve().parents[2]
 SITE = PROJECT / "playbooks" / "site.yml"
 PLAY = "Deploy the node exporter on the hosts Prometheus scrapes"
 
@@ -18,16 +15,7 @@ WITHOUT_MONITORING = "[rabbitmq]\nmq\n[workers]\napp1\napp2\n[flower]\napp1\n"
 def _play_hosts(tmp_path, inventory):
     """The hosts ansible-playbook lists for the node exporter's play."""
     (tmp_path / "hosts.ini").write_text(inventory)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    result = subprocess.run(
-        ["ansible-playbook", "-i", str(tmp_path / "hosts.ini"), str(SITE), "--list-hosts"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_playbook(["-i", str(tmp_path / "hosts.ini"), str(SITE), "--list-hosts"], timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     plays = re.split(r"^\s*play #\d+ ", result.stdout, flags=re.M)
     [play] = [block for block in plays if PLAY in block]

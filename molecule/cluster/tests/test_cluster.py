@@ -1,11 +1,17 @@
 """The three brokers form one RabbitMQ cluster, and its application vhost serves quorum queues.
 
 Observed on the nodes themselves: each node's own view of the cluster, the definitions read through another
-node than the seed, the vhost's default queue type, the dead-letter queue and the quorum policy.
+node than the seed, the vhost's default queue type, the dead-letter queue and the quorum policy; and a converge
+with another Erlang cookie, refused before it changes a node.
 """
+
+import json
 
 import pytest
 from cluster_helpers import BROKERS, NODES, api, cluster_status
+from stack_helpers import SITE, run_playbook
+
+COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
 
 
 @pytest.mark.parametrize("name", BROKERS)
@@ -51,3 +57,32 @@ def test_dead_letter_queue_and_quorum_policy(brokers, admin_auth, vhost):
     assert policy, policies
     assert policy["definition"]["dead-letter-exchange"] == "celeryops.dead-letter", policy
     assert policy["definition"]["delivery-limit"] == 10, policy
+
+
+def node_state(host):
+    """(the cookie's checksum, the broker's main PID) on ``host``."""
+    checksum = host.check_output("sha1sum %s", COOKIE).split()[0]
+    return checksum, host.check_output("systemctl show rabbitmq-server --property=MainPID --value")
+
+
+@pytest.mark.reliability(
+    "Cluster of three: site.yml runs with another Erlang cookie (a new controller without the credentials directory)",
+    "every running node refuses before any change, naming its cookie file; no cookie printed; each node keeps its "
+    "cookie and its broker process, and the cluster runs on",
+)
+def test_a_new_cookie_is_refused_by_the_running_cluster(inventory, brokers, tmp_path, observe):
+    before = {name: node_state(host) for name, host in brokers.items()}
+    cookie = "Zq8TnW3vLx6KpR2cYh9MdJ4sFb7GuA5eQw1"
+    extra = tmp_path / "cookie.json"
+    extra.write_text(json.dumps({"rabbitmq_erlang_cookie": cookie}))
+    result = run_playbook(inventory, SITE, "--limit", "rabbitmq", extra_vars=extra, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    flat = " ".join(output.split())  # the messages as one line: the YAML callback wraps them
+    for name in BROKERS:
+        assert f"The Erlang cookie of {name} ({COOKIE}) is not the one this run would" in flat, output[-5000:]
+    assert cookie not in output, "the cookie was printed"
+    assert {name: node_state(host) for name, host in brokers.items()} == before
+    for name, host in brokers.items():
+        assert set(cluster_status(host)["running_nodes"]) == NODES, name
+    observe(f"refused on {', '.join(BROKERS)}; cookies and broker PIDs unchanged; three nodes running")

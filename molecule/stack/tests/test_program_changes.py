@@ -28,11 +28,12 @@ QUEUE = "changes"
 PROGRAM = "celery-changes"
 WORKER = {"name": "changes", "queues": [QUEUE], "pool": "prefork", "concurrency": 4, "startsecs": 3}
 LOG = f"/var/log/celery/{PROGRAM}.log"
-# One batch: about 3.5 s of work for the two workers' 8 processes. A batch leaves every few seconds for as long as
-# the converge runs, and the first one before it starts: tasks run whenever the converge reaches the program, however
-# long it takes to get there.
-LONG_TASKS = (4, 5.0)  # count, seconds
-SHORT_TASKS = (40, 0.2)
+# One batch: 14 s of work, 10 s of it in two long tasks, so that one nearly always runs. A batch leaves every 4-5 s
+# (3 s of pause, the rest publishing) for as long as the converge runs, and the first one before it starts: tasks
+# run whenever the converge reaches the program, however long it takes to get there. That keeps under half of the two
+# workers' 8 processes busy, and under 80 % of the 4 left while one stops: no backlog for the test's end to drain.
+LONG_TASKS = (2, 5.0)  # count, seconds
+SHORT_TASKS = (20, 0.2)
 BATCH_PAUSE = 3.0  # seconds between the end of one batch's publishing and the next
 
 
