@@ -17,10 +17,15 @@ def api(monitor, url):
     return json.loads(answer["body"])
 
 
+def _active_targets(monitor):
+    """The labels and health of Prometheus's active targets, as its API lists them."""
+    return api(monitor, f"{PROMETHEUS}/api/v1/targets?state=active")["data"]["activeTargets"]
+
+
 def targets(monitor):
     """{job: [health of each target]} of Prometheus's active targets."""
     found = {}
-    for target in api(monitor, f"{PROMETHEUS}/api/v1/targets?state=active")["data"]["activeTargets"]:
+    for target in _active_targets(monitor):
         found.setdefault(target["labels"]["job"], []).append(target["health"])
     return found
 
@@ -29,17 +34,14 @@ def instances(monitor, job):
     """{instance: health} of Prometheus's active targets of ``job``."""
     return {
         target["labels"]["instance"]: target["health"]
-        for target in api(monitor, f"{PROMETHEUS}/api/v1/targets?state=active")["data"]["activeTargets"]
+        for target in _active_targets(monitor)
         if target["labels"]["job"] == job
     }
 
 
 def active_targets(monitor):
     """{(job, instance)} of Prometheus's active targets."""
-    return {
-        (target["labels"]["job"], target["labels"]["instance"])
-        for target in api(monitor, f"{PROMETHEUS}/api/v1/targets?state=active")["data"]["activeTargets"]
-    }
+    return {(target["labels"]["job"], target["labels"]["instance"]) for target in _active_targets(monitor)}
 
 
 def ever_scraped(monitor):
