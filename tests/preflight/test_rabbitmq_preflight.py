@@ -197,6 +197,18 @@ BAD_CLUSTER_INPUT = {
         "rabbitmq_dead_letter_queue (amq.dead)",
     ),
     "partition handling unknown": ({"rabbitmq_cluster_partition_handling": "pause_all"}, "pause_minority"),
+    "move from the application vhost itself": (
+        {
+            "rabbitmq_move_from_vhost": "celery",
+            "rabbitmq_app_vhost": "celery",
+            "rabbitmq_plugins": ["rabbitmq_management", "rabbitmq_shovel"],
+        },
+        "rabbitmq_move_from_vhost (celery) names the vhost whose queues move into rabbitmq_app_vhost (celery)",
+    ),
+    "move without the shovel plugin": (
+        {"rabbitmq_move_from_vhost": "single"},
+        "need rabbitmq_shovel in rabbitmq_plugins (rabbitmq_management, rabbitmq_prometheus)",
+    ),
 }
 
 

@@ -7,58 +7,16 @@ connect through CELERY_BROKER_URL, which lists every node. Every task is counted
 """
 
 import re
-import threading
 import time
 
 import pytest
-from cluster_helpers import NODES, api, cluster_status
+from cluster_helpers import NODES, Stream, api, check_runs, cluster_status
 from conftest import PROJECT
 from monitoring_helpers import AlertClock, prometheus_state
-from stack_helpers import ledger_entries, run_playbook, send_tasks, wait_completed
+from stack_helpers import run_playbook
 
-NODE = "celery@celery.app2"
 METRICS_PORT = 15691  # each node's HTTPS metrics, Prometheus's target (the monitoring role's default)
 MAINTENANCE = PROJECT / "playbooks" / "rabbitmq_maintenance.yml"
-BATCH = [[0.05, "celery"]] * 25  # 25 short tasks, published at once
-
-
-class Stream:
-    """Publishes a batch of tasks from app1 every second in a thread, until stopped; the ids sent and the errors."""
-
-    def __init__(self, app1):
-        self.app1, self.sent, self.errors = app1, [], []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                self.sent += send_tasks(self.app1, BATCH)
-            except AssertionError as error:  # a failed publish is recorded, the stream goes on
-                self.errors.append(str(error)[-500:])
-            time.sleep(1)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=120)
-
-
-def check_runs(app2, stream):
-    """Every task sent ran; one that ran twice was redelivered by the broker (its node closed the worker's connection
-    before the task's acknowledgement arrived: at-least-once delivery). The wait's seconds and those tasks."""
-    done, waited = wait_completed(app2, NODE, stream.sent, timeout=180)
-    lost = set(stream.sent) - set(done)
-    assert not lost, f"{len(lost)} of {len(stream.sent)} tasks never ran (errors while publishing: {stream.errors})"
-    assert not stream.errors, stream.errors
-    twice = {task for task in done if done.count(task) > 1}
-    runs = [entry for entry in ledger_entries(app2, NODE) if entry["id"] in twice]
-    unexplained = {task for task in twice if not any(run.get("redelivered") for run in runs if run["id"] == task)}
-    assert not unexplained, f"{len(unexplained)} tasks ran twice without a redelivery: {sorted(unexplained)[:5]}"
-    return waited, twice
 
 
 @pytest.mark.reliability(
@@ -97,7 +55,7 @@ def test_the_leader_stopped_under_load_loses_no_task(brokers, app1, app2, monito
     down = time.monotonic() - stopped
     assert new_leader != leader, f"the queue's leader stayed {leader} while it was stopped"
     assert not others_down, f"RabbitMQNodeDown for running nodes: {others_down}"
-    waited, twice = check_runs(app2, stream)
+    waited, twice = check_runs(app2, stream.sent, stream.errors)
     assert len(stream.sent) > during > 0
     status = cluster_status(brokers[other])
     assert set(status["running_nodes"]) == NODES, status
@@ -128,7 +86,7 @@ def test_the_maintenance_playbook_under_load_loses_no_task(inventory, brokers, a
     recap = output[output.rfind("PLAY RECAP") :]
     for name in brokers:
         assert re.search(rf"^{name}\s+: ok=\d+ .*failed=0", recap, re.M), recap
-    _waited, twice = check_runs(app2, stream)
+    _waited, twice = check_runs(app2, stream.sent, stream.errors)
     assert len(stream.sent) >= 200, len(stream.sent)
     for host in brokers.values():
         status = cluster_status(host)

@@ -79,11 +79,11 @@ print(json.dumps(ids))
 """
 
 
-def send_tasks(host, plan):
+def send_tasks(host, plan, sender=SEND):
     """Send sleep tasks from ``host`` ([[seconds, queue], ...] for core.sleep, or [[seconds, queue, task name],
-    ...]) without waiting for them; their ids."""
+    ...]) without waiting for them, with the Python of ``sender`` (the plan in its sys.argv[1]); their ids."""
     script = f'set -a; . {ENV_FILE}; set +a; cd {APP_DIR}; exec {VENV_PYTHON} -c "$0" "$1"'
-    cmd = host.run("sh -c %s %s %s", script, SEND, json.dumps(plan))
+    cmd = host.run("sh -c %s %s %s", script, sender, json.dumps(plan))
     assert cmd.rc == 0, cmd.stderr[-3000:]
     return json.loads(cmd.stdout.strip().splitlines()[-1])
 
