@@ -19,7 +19,10 @@ OLD = "celeryops-single"
 QUEUES = ("celery", "imports")
 BACKLOG = [[0.05, queue] for queue in QUEUES for _ in range(100)]
 OLD_BATCH = [[0.05, queue] for queue in QUEUES for _ in range(10)]
-LATE = [[0.05, "reports"]] * 20  # a queue of the old vhost that had no message yet when the move began
+# Queues of the old vhost that had no message yet when the move began: reports, which app1's gevent worker
+# consumes in the application vhost, and one that nothing consumes and the application vhost does not have yet.
+UNSERVED = "celeryops-unserved"
+LATE = [[0.05, "reports"]] * 20 + [[0.05, UNSERVED]] * 5
 REPORTS_NODE = "celery@reports.app1"  # app1's gevent worker of the queue reports
 DEFAULT_PLUGINS = ["rabbitmq_management", "rabbitmq_prometheus"]  # the rabbitmq role's default
 # The refusal of a publish to a classic queue of OLD while its node is down or stopping.
@@ -80,11 +83,11 @@ def converge(inventory, tmp_path, variables, check=True):
     "every task of the backlog and of the stream runs, by id, once or, when the broker redelivered it, twice (a "
     "publish refused while the old queues' node restarts raises an error); the old "
     "queues end empty; ending the move while a queue there holds messages is refused before any change; a second "
-    "converge changes only a new queue's shovel; once the move ends its shovels and the users' permissions on the "
-    "old vhost are gone, and a publisher there is refused",
+    "converge changes only new queues' shovels and creates their missing quorum queue; once the move ends its "
+    "shovels and the users' permissions on the old vhost are gone, and a publisher there is refused",
 )
 def test_queued_tasks_move_from_a_classic_vhost_into_the_quorum_queues(
-    inventory, brokers, app1, app2, tmp_path, observe
+    inventory, brokers, app1, app2, vhost, tmp_path, observe
 ):
     seed = brokers["broker1"]
     plugins = seed.ansible.get_variables().get("rabbitmq_plugins", DEFAULT_PLUGINS)
@@ -120,12 +123,20 @@ def test_queued_tasks_move_from_a_classic_vhost_into_the_quorum_queues(
         assert refused.returncode != 0, flat[-3000:]
         assert set(changes.values()) == {0}, changes
         assert f"The move from the vhost {OLD} ends" in flat, flat[-3000:]
-        assert "still hold messages: reports: 20." in flat, flat[-3000:]
+        assert f"still hold messages: {UNSERVED}: 5, reports: 20." in flat, flat[-3000:]
         assert shovels(seed) == {f"celeryops-move-{queue}": "running" for queue in QUEUES}
         _run, again, _took = converge(inventory, tmp_path, moving)
-        assert again == {"broker1": 1, "broker2": 0, "broker3": 0}, again  # the shovel of reports, nothing else
-        done, _waited = wait_completed(app1, REPORTS_NODE, late, timeout=120)
-        assert sorted(done) == sorted(late)
+        # The new queues' shovels and the quorum queue UNSERVED in the application vhost, nothing else.
+        assert again == {"broker1": 2, "broker2": 0, "broker3": 0}, again  # one task each, two items each
+        reports = [task for task, (_seconds, queue) in zip(late, LATE, strict=True) if queue == "reports"]
+        done, _waited = wait_completed(app1, REPORTS_NODE, reports, timeout=120)
+        assert sorted(done) == sorted(reports)
+        # RabbitMQ 3.10 has no default queue type per vhost: a queue the shovel declared would be classic.
+        unserved = json.loads(
+            seed.check_output("rabbitmqctl --quiet list_queues -p %s name type messages --formatter json", vhost)
+        )
+        assert {"name": UNSERVED, "type": "quorum", "messages": 5} in unserved, unserved
+        seed.run_expect([0], "rabbitmqctl --quiet delete_queue -p %s %s", vhost, UNSERVED)
 
         _run, ended, _took = converge(inventory, tmp_path, ending)
         assert shovels(seed) == {}
@@ -140,7 +151,8 @@ def test_queued_tasks_move_from_a_classic_vhost_into_the_quorum_queues(
         f"({len(stream.errors)} "
         "batches refused while the classic queues' node restarted); all "
         f"{len(backlog) + len(stream.sent)} ran, none lost, {len(twice)} twice (redelivered), the last {waited:.0f} s "
-        f"after the stream ended; 20 tasks then sent to another queue of the old vhost: ending the move refused, the "
-        f"next converge changed only that queue's shovel and they ran; ending the move then changed "
+        f"after the stream ended; 25 tasks then sent to two other queues of the old vhost: ending the move refused, "
+        "the next converge changed only their shovels and one new quorum queue, and they moved (20 ran, 5 wait in "
+        f"a queue nothing consumes); ending the move then changed "
         f"{sum(ended.values())} (shovels and permissions removed; a publisher of the old vhost refused)"
     )
