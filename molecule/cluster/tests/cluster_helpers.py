@@ -10,7 +10,7 @@ from stack_helpers import http_from, ledger_entries, send_tasks, wait_completed
 BROKERS = ("broker1", "broker2", "broker3")
 NODES = {f"rabbit@{name}" for name in BROKERS}
 NODE = "celery@celery.app2"  # app2's prefork worker: the queues celery and imports
-BATCH = [[0.05, "celery"]] * 25  # 25 short tasks, published at once
+BATCH = ((0.05, "celery"),) * 25  # 25 short tasks, published at once
 
 
 def cluster_status(host):

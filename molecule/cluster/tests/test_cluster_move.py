@@ -17,8 +17,8 @@ from stack_helpers import SEND, SITE, run_playbook, send_tasks, wait_completed
 
 OLD = "celeryops-single"
 QUEUES = ("celery", "imports")
-BACKLOG = [[0.05, queue] for queue in QUEUES for _ in range(100)]
-OLD_BATCH = [[0.05, queue] for queue in QUEUES for _ in range(10)]
+BACKLOG = [[0.05, queue] for queue in QUEUES] * 100
+OLD_BATCH = [[0.05, queue] for queue in QUEUES] * 10
 # Queues of the old vhost that had no message yet when the move began: reports, which app1's gevent worker
 # consumes in the application vhost, and one that nothing consumes and the application vhost does not have yet.
 UNSERVED = "celeryops-unserved"
