@@ -18,6 +18,11 @@ def cluster_status(host):
     return json.loads(host.check_output("rabbitmqctl --quiet cluster_status --formatter json"))
 
 
+def broker_pid(host):
+    """The main PID of rabbitmq-server on ``host`` ("0" when it is stopped)."""
+    return host.check_output("systemctl show rabbitmq-server --property=MainPID --value")
+
+
 def api(host, path, auth):
     """GET ``/api/<path>`` of the management API on ``host``'s loopback (plain HTTP, basic auth ``auth``)."""
     reply = http_from(host, f"http://127.0.0.1:15672/api/{path}", auth=auth)

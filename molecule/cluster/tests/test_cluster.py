@@ -8,7 +8,7 @@ with another Erlang cookie, refused before it changes a node.
 import json
 
 import pytest
-from cluster_helpers import BROKERS, NODES, api, cluster_status
+from cluster_helpers import BROKERS, NODES, api, broker_pid, cluster_status
 from stack_helpers import SITE, run_playbook
 
 COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
@@ -62,7 +62,7 @@ def test_dead_letter_queue_and_quorum_policy(brokers, admin_auth, vhost):
 def node_state(host):
     """(the cookie's checksum, the broker's main PID) on ``host``."""
     checksum = host.check_output("sha1sum %s", COOKIE).split()[0]
-    return checksum, host.check_output("systemctl show rabbitmq-server --property=MainPID --value")
+    return checksum, broker_pid(host)
 
 
 @pytest.mark.reliability(

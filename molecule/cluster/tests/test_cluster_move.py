@@ -12,8 +12,8 @@ import re
 import time
 
 import pytest
-from cluster_helpers import BROKERS, Stream, check_runs
-from stack_helpers import SEND, SITE, run_playbook, send_tasks, wait_completed
+from cluster_helpers import BROKERS, Stream, broker_pid, check_runs
+from stack_helpers import SEND, SITE, recap_changes, run_playbook, send_tasks, wait_completed
 
 OLD = "celeryops-single"
 QUEUES = ("celery", "imports")
@@ -47,11 +47,16 @@ def send_old(host, plan):
     return send_tasks(host, plan, sender=OLD_SENDER)
 
 
+def queues(seed, vhost):
+    """The queues of ``vhost`` ({name, type, messages}), from rabbitmqctl on the seed."""
+    out = seed.check_output("rabbitmqctl --quiet list_queues -p %s name type messages --formatter json", vhost)
+    return json.loads(out)
+
+
 def old_queues(seed):
-    """{name: (type, messages)} of the task queues of OLD, from rabbitmqctl on the seed (the publisher's reply
-    queue of the rpc:// result backend is there too)."""
-    out = seed.check_output("rabbitmqctl --quiet list_queues -p %s name type messages --formatter json", OLD)
-    return {queue["name"]: (queue["type"], queue["messages"]) for queue in json.loads(out) if queue["name"] in QUEUES}
+    """{name: (type, messages)} of the task queues of OLD (the publisher's reply queue of the rpc:// result backend
+    is there too)."""
+    return {queue["name"]: (queue["type"], queue["messages"]) for queue in queues(seed, OLD) if queue["name"] in QUEUES}
 
 
 def shovels(seed):
@@ -61,20 +66,14 @@ def shovels(seed):
     return sorted(param["name"] for param in json.loads(out) if param["component"] == "shovel")
 
 
-def broker_pid(host):
-    return host.check_output("systemctl show rabbitmq-server --property=MainPID --value")
-
-
 def converge(inventory, tmp_path, variables, check=True):
     """site.yml on the brokers with ``variables``: the run, the number of changes per broker, its seconds."""
     extra = tmp_path / "move.json"
     extra.write_text(json.dumps(variables))
     began = time.monotonic()
     result = run_playbook(inventory, SITE, "--limit", "rabbitmq", extra_vars=extra, check=check)
-    output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)  # molecule's environment asks Ansible for colours
-    recap = output[output.rfind("PLAY RECAP") :]
-    changed = {name: int(count) for name, count in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", recap, re.M)}
-    assert set(changed) == set(BROKERS), recap
+    changed = recap_changes(result.stdout)
+    assert set(changed) == set(BROKERS), result.stdout[-3000:]
     return result, changed, time.monotonic() - began
 
 
@@ -133,9 +132,7 @@ def test_queued_tasks_move_from_a_classic_vhost_into_the_quorum_queues(
         done, _waited = wait_completed(app1, REPORTS_NODE, reports, timeout=120)
         assert sorted(done) == sorted(reports)
         # RabbitMQ 3.10 has no default queue type per vhost: a queue the shovel declared would be classic.
-        unserved = json.loads(
-            seed.check_output("rabbitmqctl --quiet list_queues -p %s name type messages --formatter json", vhost)
-        )
+        unserved = queues(seed, vhost)
         assert {"name": UNSERVED, "type": "quorum", "messages": 5} in unserved, unserved
         seed.run_expect([0], "rabbitmqctl --quiet delete_queue -p %s %s", vhost, UNSERVED)
 

@@ -106,6 +106,14 @@ def run_playbook(inventory, playbook, *args, extra_vars=None, timeout=1800, chec
     return result
 
 
+def recap_changes(output):
+    """{host: changed} from the PLAY RECAP of an ansible-playbook ``output`` (colour codes removed: molecule's
+    environment asks Ansible for colours)."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    recap = plain[plain.rfind("PLAY RECAP") :]
+    return {host: int(changed) for host, changed in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", recap, re.M)}
+
+
 def worker_lists(inventory):
     """The worker list of each app host in the inventory (workers_celery_workers from host or group vars)."""
     lists = {}

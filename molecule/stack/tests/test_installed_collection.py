@@ -10,11 +10,10 @@ every worker back with a new process that answers.
 
 import json
 import os
-import re
 import subprocess
 
 import pytest
-from stack_helpers import PROJECT, running_pid, worker_lists
+from stack_helpers import PROJECT, recap_changes, running_pid, worker_lists
 
 PROGRAM_PREFIX = "celery-"
 
@@ -64,11 +63,6 @@ def installed(tmp_path_factory):
     return workdir, collections
 
 
-def _recap(output):
-    """{host: changed} from the PLAY RECAP of ``output``."""
-    return {host: int(changed) for host, changed in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
-
-
 def _absolute(inventory):
     path = PROJECT / inventory if not os.path.isabs(inventory) else inventory
     return str(path)
@@ -77,7 +71,7 @@ def _absolute(inventory):
 def test_installed_site_playbook_changes_nothing_on_the_converged_stack(installed, inventory):
     workdir, collections = installed
     output = _run(["ansible-playbook", "celeryops.stack.site", "-i", _absolute(inventory)], workdir, collections)
-    recap = _recap(output)
+    recap = recap_changes(output)
     assert set(recap) >= {"broker", "app1", "app2"}, output[-3000:]
     changed = {host: count for host, count in recap.items() if count}
     assert not changed, f"the installed collection changed {changed}:\n{output[-6000:]}"
